@@ -1,0 +1,2 @@
+"""Process entry points and the `tasksync` command line: parse configuration, wire the parts of
+`bridge`, run."""
