@@ -1,0 +1,1 @@
+"""The bridge's side of Salesforce: login and session renewal, Task reads and writes."""

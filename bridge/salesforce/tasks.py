@@ -1,0 +1,311 @@
+"""Salesforce `Task` reads and writes the bridge makes, over simple-salesforce's REST calls.
+
+Everything the sync needs and nothing more: upsert by the external id `Sales_Connect_Id__c`,
+conditional update, delete, sObject Collections for backlogs (200 records a call), SOQL with
+paging, and the replication calls (`deleted/`). Records come back as `SalesforceTask`, with
+stamps parsed to aware UTC datetimes and `ActivityDate` kept as its `YYYY-MM-DD` string.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Sized
+from dataclasses import dataclass
+from datetime import datetime
+from email.utils import format_datetime
+from typing import Any, Final, cast
+
+from simple_salesforce.api import Salesforce, SFType
+from simple_salesforce.exceptions import SalesforceError, SalesforceGeneralError
+
+from bridge.salesforce.session import SalesforceSession
+from schemas.fields import format_utc_stamp, parse_utc_stamp
+
+EXTERNAL_ID_FIELD: Final = "Sales_Connect_Id__c"
+COLLECTION_LIMIT: Final = 200
+TASK_FIELDS: Final = (
+    "Id",
+    "OwnerId",
+    "Subject",
+    "Status",
+    "Priority",
+    "ActivityDate",
+    "Description",
+    "TaskSubtype",
+    "IsRecurrence",
+    "IsDeleted",
+    EXTERNAL_ID_FIELD,
+    "CreatedById",
+    "LastModifiedById",
+    "LastModifiedDate",
+    "SystemModstamp",
+)
+SOQL_TASK_FIELDS: Final = ", ".join(TASK_FIELDS)
+
+
+@dataclass(frozen=True)
+class SalesforceTask:
+    id: str
+    owner_id: str
+    subject: str | None
+    status: str | None
+    priority: str | None
+    activity_date: str | None
+    description: str | None
+    task_subtype: str | None
+    is_recurrence: bool
+    is_deleted: bool
+    sales_connect_id: str | None
+    created_by_id: str | None
+    last_modified_by_id: str | None
+    last_modified_date: datetime
+    system_modstamp: datetime
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> SalesforceTask:
+        return cls(
+            id=str(record["Id"]),
+            owner_id=str(record["OwnerId"]),
+            subject=record.get("Subject"),
+            status=record.get("Status"),
+            priority=record.get("Priority"),
+            activity_date=record.get("ActivityDate"),
+            description=record.get("Description"),
+            task_subtype=record.get("TaskSubtype"),
+            is_recurrence=bool(record.get("IsRecurrence")),
+            is_deleted=bool(record.get("IsDeleted")),
+            sales_connect_id=record.get(EXTERNAL_ID_FIELD),
+            created_by_id=record.get("CreatedById"),
+            last_modified_by_id=record.get("LastModifiedById"),
+            last_modified_date=parse_utc_stamp(str(record["LastModifiedDate"])),
+            system_modstamp=parse_utc_stamp(str(record["SystemModstamp"])),
+        )
+
+    def values(self) -> dict[str, object]:
+        """The raw values by Task field name, as the mapping and audit trail read them."""
+        return {
+            "Subject": self.subject,
+            "Status": self.status,
+            "Priority": self.priority,
+            "ActivityDate": self.activity_date,
+            "Description": self.description,
+            "TaskSubtype": self.task_subtype,
+            "IsRecurrence": self.is_recurrence,
+        }
+
+
+@dataclass(frozen=True)
+class RecordResult:
+    """One record's outcome in a write: its id, whether it was created, or its errors."""
+
+    id: str | None
+    success: bool
+    created: bool = False
+    errors: tuple[RecordError, ...] = ()
+
+
+@dataclass(frozen=True)
+class RecordError:
+    status_code: str
+    message: str
+    fields: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        where = f" ({', '.join(self.fields)})" if self.fields else ""
+        return f"{self.status_code}: {self.message}{where}"
+
+
+@dataclass(frozen=True)
+class DeletedWindow:
+    deleted: tuple[tuple[str, datetime], ...]
+    earliest_date_available: datetime | None
+    latest_date_covered: datetime | None
+
+
+class RecordChangedError(Exception):
+    """The record changed since the stamp given with `If-Unmodified-Since` (HTTP 412)."""
+
+
+def soql_quote(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def soql_id_list(ids: Iterable[str]) -> str:
+    return "(" + ", ".join(soql_quote(value) for value in ids) + ")"
+
+
+def soql_datetime(value: datetime) -> str:
+    """A SOQL datetime literal (unquoted), in UTC."""
+    return format_utc_stamp(value)
+
+
+def _record_result(raw: Mapping[str, Any]) -> RecordResult:
+    return RecordResult(
+        id=raw.get("id"),
+        success=bool(raw.get("success")),
+        created=bool(raw.get("created", False)),
+        errors=tuple(
+            RecordError(
+                status_code=str(error.get("statusCode", "UNKNOWN")),
+                message=str(error.get("message", "")),
+                fields=tuple(error.get("fields") or ()),
+            )
+            for error in raw.get("errors") or ()
+        ),
+    )
+
+
+class SalesforceTaskGateway:
+    """Task operations through one renewing `SalesforceSession`; every call identifies tasksync."""
+
+    def __init__(self, session: SalesforceSession) -> None:
+        self.session = session
+
+    def _headers(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+        return {**self.session.call_headers, **(extra or {})}
+
+    def upsert(self, sales_connect_id: str, fields: Mapping[str, object]) -> RecordResult:
+        """Create or update the Task whose external id is `sales_connect_id`; never two."""
+        body = {key: value for key, value in fields.items() if key != EXTERNAL_ID_FIELD}
+
+        def run(client: Salesforce) -> RecordResult:
+            response = _task(client).upsert(
+                f"{EXTERNAL_ID_FIELD}/{sales_connect_id}",
+                body,
+                raw_response=True,
+                headers=self._headers(),
+            )
+            content = response.json() if response.content else {}
+            return RecordResult(
+                id=content.get("id"),
+                success=True,
+                created=response.status_code == 201 or bool(content.get("created")),
+            )
+
+        return self.session.call(run)
+
+    def update(
+        self,
+        task_id: str,
+        fields: Mapping[str, object],
+        if_unmodified_since: datetime | None = None,
+    ) -> None:
+        """PATCH the Task; with a stamp, raise `RecordChangedError` if it changed since then."""
+        headers = self._headers(
+            {"If-Unmodified-Since": format_datetime(if_unmodified_since, usegmt=True)}
+            if if_unmodified_since is not None
+            else None
+        )
+
+        def run(client: Salesforce) -> None:
+            try:
+                _task(client).update(task_id, dict(fields), headers=headers)
+            except SalesforceGeneralError as exc:
+                if exc.status == 412:
+                    raise RecordChangedError(task_id) from exc
+                raise
+
+        self.session.call(run)
+
+    def delete(self, task_id: str) -> None:
+        self.session.call(lambda client: _task(client).delete(task_id, headers=self._headers()))
+
+    def get(self, task_id: str) -> SalesforceTask:
+        record = self.session.call(
+            lambda client: _task(client).get(task_id, headers=self._headers())
+        )
+        return SalesforceTask.from_record(record)
+
+    def _collection(
+        self, method: str, path: str, payload: Mapping[str, Any] | None = None
+    ) -> list[RecordResult]:
+        def run(client: Salesforce) -> Any:
+            return client.restful(path, method=method, json=payload, headers=self._headers())
+
+        results = self.session.call(run)
+        if not isinstance(results, list):
+            raise SalesforceError(path, 200, "composite/sobjects", results)
+        return [_record_result(item) for item in results]
+
+    def upsert_many(self, records: Sequence[Mapping[str, object]]) -> list[RecordResult]:
+        """Collections upsert on the external id; each record must carry `Sales_Connect_Id__c`."""
+        _check_collection_size(records)
+        payload = {
+            "allOrNone": False,
+            "records": [{"attributes": {"type": "Task"}, **record} for record in records],
+        }
+        return self._collection("PATCH", f"composite/sobjects/Task/{EXTERNAL_ID_FIELD}", payload)
+
+    def update_many(self, records: Sequence[Mapping[str, object]]) -> list[RecordResult]:
+        """Collections update; each record must carry its `Id`."""
+        _check_collection_size(records)
+        payload = {
+            "allOrNone": False,
+            "records": [{"attributes": {"type": "Task"}, **record} for record in records],
+        }
+        return self._collection("PATCH", "composite/sobjects", payload)
+
+    def delete_many(self, task_ids: Sequence[str]) -> list[RecordResult]:
+        _check_collection_size(task_ids)
+        return self._collection(
+            "DELETE", f"composite/sobjects?ids={','.join(task_ids)}&allOrNone=false"
+        )
+
+    def query(self, soql: str, include_deleted: bool = False) -> Iterator[dict[str, Any]]:
+        """Every record of a SOQL query, following `nextRecordsUrl` page by page."""
+        page: dict[str, Any] = self.session.call(
+            lambda client: client.query(
+                soql, include_deleted=include_deleted, headers=self._headers()
+            )
+        )
+        while True:
+            yield from page.get("records", [])
+            next_url = page.get("nextRecordsUrl")
+            if page.get("done", True) or not next_url:
+                return
+            page = self.session.call(self._next_page(str(next_url)))
+
+    def _next_page(self, url: str) -> Callable[[Salesforce], dict[str, Any]]:
+        def run(client: Salesforce) -> dict[str, Any]:
+            return dict(client.query_more(url, identifier_is_url=True, headers=self._headers()))
+
+        return run
+
+    def tasks(self, soql_where: str, include_deleted: bool = False) -> Iterator[SalesforceTask]:
+        soql = f"SELECT {SOQL_TASK_FIELDS} FROM Task WHERE {soql_where}"
+        for record in self.query(soql, include_deleted=include_deleted):
+            yield SalesforceTask.from_record(record)
+
+    def tasks_by_id(self, task_ids: Sequence[str]) -> dict[str, SalesforceTask]:
+        """Current values of these Tasks, deleted ones included, in one query per 200 ids."""
+        found: dict[str, SalesforceTask] = {}
+        for start in range(0, len(task_ids), COLLECTION_LIMIT):
+            chunk = task_ids[start : start + COLLECTION_LIMIT]
+            for task in self.tasks(f"Id IN {soql_id_list(chunk)}", include_deleted=True):
+                found[task.id] = task
+        return found
+
+    def deleted_between(self, start: datetime, end: datetime) -> DeletedWindow:
+        raw = self.session.call(
+            lambda client: _task(client).deleted(start, end, headers=self._headers())
+        )
+        return DeletedWindow(
+            deleted=tuple(
+                (str(item["id"]), parse_utc_stamp(str(item["deletedDate"])))
+                for item in raw.get("deletedRecords", [])
+            ),
+            earliest_date_available=_optional_stamp(raw.get("earliestDateAvailable")),
+            latest_date_covered=_optional_stamp(raw.get("latestDateCovered")),
+        )
+
+
+def _task(client: Salesforce) -> SFType:
+    return cast(SFType, client.Task)
+
+
+def _optional_stamp(value: object) -> datetime | None:
+    return parse_utc_stamp(str(value)) if value else None
+
+
+def _check_collection_size(items: Sized) -> None:
+    if not 1 <= len(items) <= COLLECTION_LIMIT:
+        raise ValueError(f"sObject Collections take 1 to {COLLECTION_LIMIT} records a call")

@@ -1,0 +1,98 @@
+"""The conventions producers and appliers share, so both sides name things the same way.
+
+* Message ids are derived from what the source says, not drawn at random: the same feed entry
+  or the same Salesforce modification always gets the same id, so a producer that publishes
+  again after a crash, or the ingress and the poller seeing the same change, yield duplicates
+  the ledger recognises.
+* "Known values" (the ledger's fingerprints) are kept per system in that system's own terms:
+  Salesforce Task field names with the raw REST values, Sales Connect neutral field names with
+  their JSON values. Producers record what they publish; appliers record what they write; a
+  value equal to the known one is no change (and, if the bridge wrote it, an echo).
+* Field stamps for conflict resolution are kept under one key per task in both directions: the
+  Sales Connect task id.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from collections.abc import Iterable, Mapping
+from datetime import date, datetime
+from typing import Final
+
+from bridge.ledger.records import SourceStamp
+from bridge.mapping import MAPPED_SALESFORCE_FIELDS
+from schemas.fields import format_utc_stamp
+from schemas.task_change import NEUTRAL_FIELDS, ChangedFields, Op, TaskChange
+
+# The known "deleted" state of a Salesforce Task, kept beside its field fingerprints: whoever
+# deletes it (the applier) or sees it deleted (a producer) records True, whoever creates it or
+# sees it live again records False, so a delete crosses once and an undelete is recognised.
+DELETED_FIELD: Final = "IsDeleted"
+
+MESSAGE_ID_NAMESPACE: Final = uuid.UUID("4f1d7c2e-9a53-5b8e-b1d0-7ac3e6f09a11")
+
+
+def salesconnect_message_id(seq: int) -> uuid.UUID:
+    """The id of the message published for Sales Connect feed entry `seq`."""
+    return uuid.uuid5(MESSAGE_ID_NAMESPACE, f"salesconnect:{seq}")
+
+
+def salesforce_message_id(task_id: str, op: str, system_modstamp: datetime) -> uuid.UUID:
+    """The id of the message for one observed state of a Salesforce Task."""
+    return uuid.uuid5(
+        MESSAGE_ID_NAMESPACE, f"salesforce:{task_id}:{op}:{format_utc_stamp(system_modstamp)}"
+    )
+
+
+def new_trace_id() -> str:
+    return uuid.uuid4().hex
+
+
+def stamp_key(salesconnect_task_id: str) -> str:
+    """The record key of a task's per-field stamps in the ledger, the same both ways."""
+    return f"salesconnect:{salesconnect_task_id}"
+
+
+def salesforce_known_values(values: Mapping[str, object]) -> dict[str, object]:
+    """The mapped Task fields, raw, as Salesforce returns them (blank text is null there)."""
+    return {
+        name: (values.get(name) or None) if name != "ActivityDate" else values.get(name)
+        for name in MAPPED_SALESFORCE_FIELDS
+        if name in values
+    }
+
+
+def salesconnect_known_values(changed: ChangedFields | Mapping[str, object]) -> dict[str, object]:
+    """Neutral field values as the Sales Connect API writes them in JSON."""
+    present = changed.present() if isinstance(changed, ChangedFields) else dict(changed)
+    return {
+        name: _json_value(value) if not (name == "details" and value is None) else ""
+        for name, value in present.items()
+        if name in NEUTRAL_FIELDS
+    }
+
+
+def _json_value(value: object) -> object:
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, date):
+        return value.isoformat()
+    return value
+
+
+def stamp_claims(changes: Iterable[TaskChange]) -> list[tuple[str, SourceStamp, list[str]]]:
+    """The field stamps a producer claims for its messages before publishing them.
+
+    Claiming before the message leaves means a change from the other side that is older, and
+    applied while this one is still on its way, already loses: without it, the older value
+    could be written over the newer one at its source and never be corrected. Only changes of
+    tasks known to Sales Connect have a stamp key; an import has nothing to conflict with.
+    """
+    return [
+        (stamp_key(change.record.salesconnect_task_id), SourceStamp.of(change), list(fields))
+        for change in changes
+        if change.record.salesconnect_task_id
+        and change.op is not Op.DELETE
+        and (fields := change.changed.present())
+    ]
