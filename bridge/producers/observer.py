@@ -178,7 +178,7 @@ class SalesforceTaskObserver:
                 self._change(task, user, Op.DELETE, ChangedFields(), salesconnect_task_id)
             )
             result.observed.append(
-                Observed(Origin.SALESFORCE, task.id, {DELETED_FIELD: True}, task.last_modified_date)
+                Observed(Origin.SALESFORCE, task.id, {DELETED_FIELD: True}, _version(task))
             )
             result.seen[task.id] = task.system_modstamp
             return
@@ -187,7 +187,7 @@ class SalesforceTaskObserver:
             Origin.SALESFORCE,
             task.id,
             {**values, DELETED_FIELD: False},
-            task.last_modified_date,
+            _version(task),
         )
         importing = salesconnect_task_id is None and not known_fields
         if known_deleted:
@@ -319,3 +319,9 @@ class SalesforceTaskObserver:
                 self._seen.move_to_end(task_id)
             while len(self._seen) > self._seen_cache_size:
                 self._seen.popitem(last=False)
+
+
+def _version(task: SalesforceTask) -> datetime | None:
+    """The stamp that vouches for the values read, if settled (`SalesforceTask.settled`): an
+    applier writes with `If-Unmodified-Since` of it without reading the Task again."""
+    return task.last_modified_date if task.settled else None

@@ -3,14 +3,15 @@
 Everything the sync needs and nothing more: upsert by the external id `Sales_Connect_Id__c`,
 conditional update, delete, sObject Collections for backlogs (200 records a call), SOQL with
 paging, and the replication calls (`deleted/`). Records come back as `SalesforceTask`, with
-stamps parsed to aware UTC datetimes and `ActivityDate` kept as its `YYYY-MM-DD` string.
+stamps parsed to aware UTC datetimes and `ActivityDate` kept as its `YYYY-MM-DD` string, and
+the moment the bridge asked for them (`read_at`), which says whether their stamp is settled.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Sized
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any, Final, cast
 
@@ -40,6 +41,12 @@ TASK_FIELDS: Final = (
     "SystemModstamp",
 )
 SOQL_TASK_FIELDS: Final = ", ".join(TASK_FIELDS)
+# Salesforce compares `If-Unmodified-Since` with `LastModifiedDate` to the second, so a Task read
+# within the second of its last change may change again, unseen, under the same stamp. A read
+# that began this long after the start of that second has seen the second's last change (the
+# margin allows for the bridge's clock running ahead of the org's).
+STAMP_RESOLUTION: Final = timedelta(seconds=1)
+CLOCK_MARGIN: Final = timedelta(milliseconds=250)
 
 
 @dataclass(frozen=True)
@@ -59,9 +66,24 @@ class SalesforceTask:
     last_modified_by_id: str | None
     last_modified_date: datetime
     system_modstamp: datetime
+    read_at: datetime | None = field(default=None, compare=False)
+
+    @property
+    def settles_at(self) -> datetime:
+        """When a read sees the last change `last_modified_date` can stand for."""
+        second = self.last_modified_date.replace(microsecond=0)
+        return second + STAMP_RESOLUTION + CLOCK_MARGIN
+
+    @property
+    def settled(self) -> bool:
+        """Whether these values are the Task's at `last_modified_date` for good: a later change
+        gets a later stamp, so `If-Unmodified-Since: last_modified_date` refuses it (412)."""
+        return self.read_at is not None and self.read_at >= self.settles_at
 
     @classmethod
-    def from_record(cls, record: Mapping[str, Any]) -> SalesforceTask:
+    def from_record(
+        cls, record: Mapping[str, Any], *, read_at: datetime | None = None
+    ) -> SalesforceTask:
         return cls(
             id=str(record["Id"]),
             owner_id=str(record["OwnerId"]),
@@ -78,6 +100,7 @@ class SalesforceTask:
             last_modified_by_id=record.get("LastModifiedById"),
             last_modified_date=parse_utc_stamp(str(record["LastModifiedDate"])),
             system_modstamp=parse_utc_stamp(str(record["SystemModstamp"])),
+            read_at=read_at,
         )
 
     def values(self) -> dict[str, object]:
@@ -210,10 +233,11 @@ class SalesforceTaskGateway:
         self.session.call(lambda client: _task(client).delete(task_id, headers=self._headers()))
 
     def get(self, task_id: str) -> SalesforceTask:
+        read_at = datetime.now(UTC)
         record = self.session.call(
             lambda client: _task(client).get(task_id, headers=self._headers())
         )
-        return SalesforceTask.from_record(record)
+        return SalesforceTask.from_record(record, read_at=read_at)
 
     def _collection(
         self, method: str, path: str, payload: Mapping[str, Any] | None = None
@@ -272,8 +296,9 @@ class SalesforceTaskGateway:
 
     def tasks(self, soql_where: str, include_deleted: bool = False) -> Iterator[SalesforceTask]:
         soql = f"SELECT {SOQL_TASK_FIELDS} FROM Task WHERE {soql_where}"
+        read_at = datetime.now(UTC)
         for record in self.query(soql, include_deleted=include_deleted):
-            yield SalesforceTask.from_record(record)
+            yield SalesforceTask.from_record(record, read_at=read_at)
 
     def tasks_by_id(self, task_ids: Sequence[str]) -> dict[str, SalesforceTask]:
         """Current values of these Tasks, deleted ones included, in one query per 200 ids."""

@@ -6,7 +6,9 @@ Producers need the other system's user id for every message they publish, the Sa
 needs to know whose Tasks are in scope, and appliers check that the owner still syncs before
 writing. Reading the list costs one request; a user the directory does not know yet (just
 connected, just turned sync on) triggers a refresh, at most one every `min_refresh_gap`
-seconds.
+seconds; a change whose owner the list misses triggers one whenever the list was read before the
+change was made (give its stamp as `as_of`), so no change of a user who turned sync on a moment
+earlier is skipped.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Final
 
 from bridge.salesconnect.client import SalesConnectClient, SyncUser, UserSettings
@@ -23,6 +25,9 @@ from schemas.fields import format_utc_stamp
 DEFAULT_MAX_AGE_SECONDS: Final = 30.0
 DEFAULT_MIN_REFRESH_GAP_SECONDS: Final = 1.0
 SALESFORCE_ID_KEY_LENGTH: Final = 15
+# How far apart the clocks of Sales Connect, Salesforce and the bridge may be: a list read less
+# than this after a change's stamp may predate the change.
+CLOCK_SKEW: Final = timedelta(seconds=2)
 
 
 def salesforce_id_key(salesforce_id: str) -> str:
@@ -40,12 +45,16 @@ class SyncUserDirectory:
         max_age: float = DEFAULT_MAX_AGE_SECONDS,
         min_refresh_gap: float = DEFAULT_MIN_REFRESH_GAP_SECONDS,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.client = client
         self.max_age = max_age
         self.min_refresh_gap = min_refresh_gap
         self._clock = clock
+        self._wall_clock = wall_clock
         self._lock = threading.Lock()
+        self._refresh_lock = threading.Lock()
+        self._read_started: datetime | None = None
         self._by_salesconnect: dict[str, SyncUser] = {}
         self._by_salesforce: dict[str, SyncUser] = {}
         self._loaded_at: float | None = None
@@ -57,6 +66,7 @@ class SyncUserDirectory:
 
     def refresh(self) -> list[SyncUser]:
         """Read the list now (raises what the client raises when Sales Connect fails)."""
+        started = self._wall_clock()
         users = self.client.users_with_sync_on()
         by_salesconnect = {user.id: user for user in users}
         by_salesforce = {
@@ -68,6 +78,7 @@ class SyncUserDirectory:
             self._by_salesconnect = by_salesconnect
             self._by_salesforce = by_salesforce
             self._loaded_at = self._clock()
+            self._read_started = started
             self._settings.clear()
         return users
 
@@ -80,12 +91,22 @@ class SyncUserDirectory:
         with self._lock:
             return None if self._loaded_at is None else self._clock() - self._loaded_at
 
-    def _refresh_on_miss(self) -> bool:
-        age = self._age()
-        if age is not None and age < self.min_refresh_gap:
-            return False
-        self.refresh()
-        return True
+    def _refresh_on_miss(self, as_of: datetime | None = None) -> bool:
+        """Read the list again after a miss: when it was read before `as_of` (the miss may be
+        a user who turned sync on since), else at most once every `min_refresh_gap` seconds.
+        Threads that miss together share one read."""
+        with self._refresh_lock:
+            if as_of is not None:
+                with self._lock:
+                    read_started = self._read_started
+                if read_started is not None and read_started > as_of + CLOCK_SKEW:
+                    return False
+            else:
+                age = self._age()
+                if age is not None and age < self.min_refresh_gap:
+                    return False
+            self.refresh()
+            return True
 
     def connected(self) -> list[SyncUser]:
         """Users with sync on and a Salesforce user, in a stable order."""
@@ -114,16 +135,19 @@ class SyncUserDirectory:
         return user
 
     def synced_user(
-        self, salesconnect_user_id: str | None, salesforce_user_id: str | None
+        self,
+        salesconnect_user_id: str | None,
+        salesforce_user_id: str | None,
+        *,
+        as_of: datetime | None = None,
     ) -> SyncUser | None:
         """The owner of a change if they sync now (sync on, connected to that Salesforce user),
-        by whichever id the change carries; None means nothing of theirs syncs."""
+        by whichever id the change carries; None means nothing of theirs syncs. `as_of` is the
+        change's stamp: a miss on a list read before it reads the list again."""
         self.ensure_fresh()
-        user = None
-        if salesconnect_user_id:
-            user = self.by_salesconnect_id(salesconnect_user_id, refresh_on_miss=False)
-        if user is None and salesforce_user_id:
-            user = self.by_salesforce_id(salesforce_user_id)
+        user = self._lookup(salesconnect_user_id, salesforce_user_id)
+        if user is None and as_of is not None and self._refresh_on_miss(as_of):
+            user = self._lookup(salesconnect_user_id, salesforce_user_id)
         if user is None or user.salesforce_user_id is None:
             return None
         if salesforce_user_id and salesforce_id_key(user.salesforce_user_id) != salesforce_id_key(
@@ -131,6 +155,15 @@ class SyncUserDirectory:
         ):
             return None
         return user
+
+    def _lookup(
+        self, salesconnect_user_id: str | None, salesforce_user_id: str | None
+    ) -> SyncUser | None:
+        with self._lock:
+            user = self._by_salesconnect.get(salesconnect_user_id) if salesconnect_user_id else None
+            if (user is None or not user.salesforce_user_id) and salesforce_user_id:
+                user = self._by_salesforce.get(salesforce_id_key(salesforce_user_id))
+        return user if user is not None and user.salesforce_user_id else None
 
     def settings(self, user_id: str) -> UserSettings:
         """A user's settings, read again once they are older than `max_age`."""

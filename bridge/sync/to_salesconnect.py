@@ -52,7 +52,9 @@ class SalesConnectTaskApplier:
         user: SyncUser | None = None
         try:
             user = self.directory.synced_user(
-                change.owner.salesconnect_user_id, change.owner.salesforce_user_id
+                change.owner.salesconnect_user_id,
+                change.owner.salesforce_user_id,
+                as_of=change.occurred_at,
             )
             if user is None or change.origin is not Origin.SALESFORCE:
                 return SKIPPED

@@ -11,18 +11,24 @@ Before an update, the Task's current values are compared with the last known one
 that differs is a change made in Salesforce that no message has brought yet, and the message
 waits for it (a retry) so the two are ordered by their stamps. Single writes learn that from
 `If-Unmodified-Since` (a 412 costs one read); collections read the batch's Tasks in one query.
-Salesforce dates that check to the second, so after writing, the applier looks at its claims
-again: if a newer Salesforce change claimed a field meanwhile, the value just written may have
-overwritten it, and the applier forgets that field's known value so the poller republishes
-what Salesforce holds and the stamps settle it.
+Salesforce dates that check to the second, so a Task's stamp vouches for its values only once
+read after that second has passed (`SalesforceTask.settled`): a Task changed within the last
+second is read again once its second is over (single writes; a collection hands such Tasks to
+the single path), so an edit made in Salesforce in the same second is never overwritten. After
+writing, the applier looks at its claims again: if a newer Salesforce change claimed a field
+meanwhile (a collection write is not conditional), the value just written may have overwritten
+it, and the applier forgets that field's known value so the poller republishes what Salesforce
+holds and the stamps settle it.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Final, TypeVar
 
 from simple_salesforce.exceptions import SalesforceResourceNotFound
@@ -56,6 +62,7 @@ from schemas.task_change import (
 log = logging.getLogger(__name__)
 
 MAX_CONDITION_RETRIES: Final = 3
+MAX_SETTLING_READS: Final = 3
 GONE_CODES: Final = frozenset({"ENTITY_IS_DELETED", "NOT_FOUND", "INVALID_CROSS_REFERENCE_KEY"})
 
 
@@ -180,7 +187,9 @@ class SalesforceTaskApplier:
             change = changes[index]
             try:
                 user = self.directory.synced_user(
-                    change.owner.salesconnect_user_id, change.owner.salesforce_user_id
+                    change.owner.salesconnect_user_id,
+                    change.owner.salesforce_user_id,
+                    as_of=change.occurred_at,
                 )
             except Exception as exc:
                 outcomes[index] = self._failed(change, exc)
@@ -340,17 +349,19 @@ class SalesforceTaskApplier:
         for _ in range(MAX_CONDITION_RETRIES):
             if since is None:
                 try:
-                    current = self.gateway.get(plan.salesforce_task_id)
+                    current = self._read_settled(plan.salesforce_task_id)
                 except SalesforceResourceNotFound:
                     return SKIPPED
-                self.ledger.remember_version(
-                    Origin.SALESFORCE, current.id, current.last_modified_date
-                )
                 outcome = self._check_current(
                     plan,
                     current,
                     self.ledger.field_stamps(stamp_key(plan.salesconnect_task_id)),
                     self.ledger.fingerprints(Origin.SALESFORCE, [current.id]).get(current.id, {}),
+                )
+                # Only a version whose values were found known may vouch for them later: one
+                # with a change in flight (raised above) must be read and checked again.
+                self.ledger.remember_version(
+                    Origin.SALESFORCE, current.id, current.last_modified_date
                 )
                 if outcome is not None:
                     return outcome
@@ -371,6 +382,22 @@ class SalesforceTaskApplier:
             system=System.SALESFORCE,
         )
 
+    def _read_settled(self, task_id: str) -> SalesforceTask:
+        """The Task as read once the second of its last change is over (see the module
+        docstring); a Task that keeps changing is a transient failure."""
+        for _ in range(MAX_SETTLING_READS):
+            current = self.gateway.get(task_id)
+            if current.settled:
+                return current
+            wait = (current.settles_at - datetime.now(UTC)).total_seconds()
+            time.sleep(max(wait, 0.0))
+        raise TaskSyncError(
+            ErrorKind.TRANSIENT,
+            "RECORD_KEEPS_CHANGING",
+            f"Salesforce Task {task_id} kept changing while it was read",
+            system=System.SALESFORCE,
+        )
+
     def _update_many(self, plans: list[_Update], outcomes: list[Outcome | None]) -> None:
         for chunk in _chunks(plans):
             ids = [plan.salesforce_task_id for plan in chunk]
@@ -380,10 +407,15 @@ class SalesforceTaskApplier:
             )
             known = self.ledger.fingerprints(Origin.SALESFORCE, ids)
             ready: list[_Update] = []
+            checked: list[SalesforceTask] = []
+            unsettled: list[_Update] = []
             for plan in chunk:
                 task = current.get(plan.salesforce_task_id)
                 if task is None:
                     outcomes[plan.index] = SKIPPED
+                    continue
+                if not task.settled and not task.is_deleted:
+                    unsettled.append(plan)
                     continue
                 try:
                     outcome = self._check_current(
@@ -395,16 +427,17 @@ class SalesforceTaskApplier:
                 except Exception as exc:
                     outcomes[plan.index] = self._failed(plan.change, exc)
                     continue
+                checked.append(task)
                 if outcome is not None:
                     outcomes[plan.index] = outcome
                 else:
                     ready.append(plan)
+            # As in `_update_one`: a Task with a change in flight keeps no vouching version.
             self.ledger.record_known(
-                [
-                    KnownRecord(Origin.SALESFORCE, t.id, {}, t.last_modified_date)
-                    for t in current.values()
-                ]
+                [KnownRecord(Origin.SALESFORCE, t.id, {}, t.last_modified_date) for t in checked]
             )
+            # Changed within the last second: written one by one, each once its second is over.
+            self._update_each(unsettled, outcomes)
             if not ready:
                 continue
             records = [{"Id": plan.salesforce_task_id, **plan.body} for plan in ready]

@@ -26,7 +26,6 @@ from bridge.ledger import Ledger
 from bridge.messaging.topology import PARKED_QUEUE
 from bridge.producers.salesconnect import CURSOR_NAME as FEED_CURSOR
 from bridge.producers.salesforce import POLL_CURSOR
-from schemas.fields import parse_utc_stamp
 from tests.support.salesconnect import SalesConnectClient, SalesConnectError, TaskJson
 from tests.support.system import RunningSystem, SyncedUser
 from tests.support.waiting import wait_for
@@ -127,12 +126,10 @@ def wait_quiet(
 def outlast_worker_user_lists(changed_at: datetime | None = None) -> None:
     """Wait until the workers' lists of synced users are newer than a settings change.
 
-    The workers keep the list for OWNER_CHECK_SECONDS and, on a miss, do not read it again
-    (`SyncUserDirectory.synced_user`), so a change of a user who turned sync on within that time
-    after the worker's last read is skipped and lost: the bug that
-    `test_changes_made_right_after_turning_sync_on_reach_the_other_side` shows (xfail). Until it
-    is fixed, tests that are about other rules start their edits once that time has passed, and
-    turning sync off is, by design, honoured within it."""
+    The workers keep the list for OWNER_CHECK_SECONDS: turning sync off is, by design, honoured
+    within that time (a miss reads the list again, so turning sync on needs no wait), and
+    `test_changes_made_right_after_turning_sync_on_reach_the_other_side` uses it to make sure
+    the workers' lists are freshly read when a user turns sync on."""
     ready_at = (changed_at or datetime.now(UTC)) + timedelta(seconds=OWNER_CHECK_SECONDS + 0.05)
     wait_for(
         lambda: datetime.now(UTC) >= ready_at,
@@ -338,13 +335,9 @@ def synced_users_each(
         (system.create_synced_user(name, **{**options, "wait_first_sync": False}), options)
         for name, options in wanted
     ]
-    enabled = [
-        parse_utc_stamp(system.wait_first_sync(user.user_id)["last_enabled_at"])
-        for user, options in made
-        if options.get("sync", True)
-    ]
-    if enabled:
-        outlast_worker_user_lists(max(enabled))
+    for user, options in made:
+        if options.get("sync", True):
+            system.wait_first_sync(user.user_id)
     return [Both(system, user) for user, _ in made]
 
 

@@ -16,8 +16,6 @@ from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
-import pytest
-
 from schemas.fields import parse_utc_stamp
 from tests.e2e.helpers import Both, wait_quiet
 from tests.support.system import RunningSystem
@@ -217,14 +215,6 @@ def task_resource_calls(system: RunningSystem) -> int:
     return sum(int(n) for n in resource.values())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="SalesforceTaskApplier._update_one (bridge/sync/to_salesforce.py) remembers the "
-    "Task's LastModifiedDate (remember_version) BEFORE _check_current finds a change no message "
-    "has brought yet and retries (CHANGE_IN_FLIGHT); the retry then writes with "
-    "If-Unmodified-Since of that very version, which passes, and the older Sales Connect value "
-    "overwrites the newer Salesforce edit for good when only the poller carries it",
-)
 def test_a_later_salesforce_edit_wins_when_only_the_poller_carries_it(both: Both) -> None:
     system = both.system
     task, salesforce_id = both.pair_from_salesconnect("Later in Salesforce")

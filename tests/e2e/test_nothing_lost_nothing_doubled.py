@@ -58,7 +58,13 @@ def assert_each_exactly_once(both: Both, count: int, timeout: float = 10.0) -> N
         timeout=timeout,
         what=f"{count} tasks on each side, paired one to one",
     )
-    assert all(t["salesforce_task_id"] for t in both.live_salesconnect_tasks())
+    # The bridge links a task to its Task just after writing the Task: wait for the links too.
+    wait_for(
+        lambda: all(t["salesforce_task_id"] for t in both.live_salesconnect_tasks()),
+        timeout=timeout,
+        what="every task to be linked to its Task",
+    )
+    assert each_exactly_once(both, count)
 
 
 def test_the_to_salesforce_worker_killed_mid_stream_loses_nothing_and_doubles_nothing(

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from tests.e2e.helpers import Both, UserPool, outlast_worker_user_lists, wait_quiet
+from tests.e2e.helpers import Both, UserPool, wait_quiet
 from tests.support.system import RunningSystem
 
 OUT_OF_SCOPE_KINDS = ("email", "call", "recurring", "sales rep's", "other user's")
@@ -49,7 +49,6 @@ def scenery(system: RunningSystem, users: UserPool) -> Scenery:
     enabling_marker = enabling.create_in_salesforce("In scope before")
     system.salesconnect.update_settings(enabling.user_id, task_sync="on")
     system.wait_first_sync(enabling.user_id)
-    outlast_worker_user_lists()
 
     during = make_tasks(syncing, rep_id, other_owner=other.owner_id)
     syncing_marker = syncing.create_in_salesforce("In scope while on")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
@@ -133,6 +133,11 @@ def test_a_backlog_goes_out_in_collections(
     for task in tasks:
         sf_id = world.ledger.link_for_salesconnect(str(task["id"]))
         assert sf_id is not None
+        # Last changed a while ago: read now, the stamp is settled and vouches for the values.
+        earlier = datetime.now(UTC) - timedelta(seconds=5)
+        world.emulator.admin.backdate(
+            sf_id.salesforce_task_id, LastModifiedDate=earlier, SystemModstamp=earlier
+        )
         world.ledger.remember_version(
             Origin.SALESFORCE,
             sf_id.salesforce_task_id,
@@ -144,6 +149,30 @@ def test_a_backlog_goes_out_in_collections(
     assert world.bridge_calls() == 2  # one query of current values, one collections update
     statuses = {t.status for t in world.gateway.tasks(f"OwnerId = '{world.salesforce_user_id}'")}
     assert statuses == {"Completed"}
+
+
+def test_tasks_changed_within_the_last_second_are_written_one_by_one_once_settled(
+    world: SyncWorld, applier: SalesforceTaskApplier
+) -> None:
+    """Salesforce dates If-Unmodified-Since to the second: a Task changed in this second could
+    change again unseen, so it is read again once the second is over and written with the
+    condition, never by an unconditional collection."""
+    tasks = [new_task(world, name=f"fresh {n}") for n in range(3)]
+    assert (
+        applier([delivery(change_of(world, t, name=str(t["name"]))) for t in tasks])
+        == [APPLIED] * 3
+    )
+    links = [world.ledger.link_for_salesconnect(str(t["id"])) for t in tasks]
+    ids = [link.salesforce_task_id for link in links if link is not None]
+    assert not any(task.settled for task in world.gateway.tasks_by_id(ids).values())
+    world.emulator.admin.clear_stats()
+    edits = [delivery(change_of(world, t, status=TaskStatus.COMPLETED)) for t in tasks]
+    assert applier(edits) == [APPLIED] * 3
+    resources = world.emulator.admin.stats()["by_client"]["tasksync"]["by_resource"]
+    assert not [name for name in resources if "composite" in name], resources
+    assert sum(methods.get("PATCH", 0) for methods in resources.values()) == 3, resources
+    current = world.gateway.tasks_by_id(ids)
+    assert {task.status for task in current.values()} == {"Completed"}
 
 
 def test_two_messages_of_one_task_in_one_batch_apply_in_order(
