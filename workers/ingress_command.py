@@ -10,6 +10,7 @@ from typing import Any, Final
 import click
 
 from bridge.ingress.app import create_app
+from bridge.ingress.ratelimit import DEFAULT_RATE_BURST, DEFAULT_RATE_LIMIT, RateLimit
 from bridge.ingress.server import bind_socket, ready_info, serve
 from bridge.ingress.service import (
     DEFAULT_MAX_BODY_BYTES,
@@ -108,6 +109,28 @@ DIRECTORY_MAX_AGE_SECONDS: Final = 10.0
     show_default=True,
     help="Larger notification bodies are refused with 413.",
 )
+@click.option(
+    "--rate-limit",
+    envvar="TASKSYNC_INGRESS_RATE_LIMIT",
+    show_envvar=True,
+    type=click.FloatRange(0, 100_000),
+    default=DEFAULT_RATE_LIMIT,
+    show_default=True,
+    help="Notification requests a second each client address may send on average, and each "
+    "Salesforce org once its signature checked out; over it (beyond --rate-burst at once) the "
+    "answer is 429 with Retry-After and nothing is read or published. 0 turns the limit off. "
+    "Behind a proxy on another machine every request comes from its address: set "
+    "FORWARDED_ALLOW_IPS to it so X-Forwarded-For names the client.",
+)
+@click.option(
+    "--rate-burst",
+    envvar="TASKSYNC_INGRESS_RATE_BURST",
+    show_envvar=True,
+    type=click.IntRange(1, 1_000_000),
+    default=DEFAULT_RATE_BURST,
+    show_default=True,
+    help="Requests a client address (or org) may send at once before --rate-limit applies.",
+)
 @amqp_url_option
 @data_dir_option
 @ledger_url_option
@@ -125,6 +148,8 @@ def ingress(salesforce: SalesforceCredentials, **settings: Any) -> None:
     of the notified Tasks of synced users are read in one queryAll, and their changes are
     published onto tasksync.salesforce.changes; only after RabbitMQ confirmed does it answer
     200 (503 if Salesforce, Sales Connect or RabbitMQ failed, so the package sends again).
+    A client address (or org) sending more than --rate-limit requests a second is answered 429
+    with Retry-After; the package retries a 429 like any passing failure.
     GET /healthz answers when it serves. Several ingress processes may run behind one address.
     """
     secrets = parse_secrets(settings["secret"] or "")
@@ -174,6 +199,7 @@ def ingress(salesforce: SalesforceCredentials, **settings: Any) -> None:
             secrets=secrets,
             timestamp_window_seconds=settings["timestamp_window"],
             max_body_bytes=settings["max_body_bytes"],
+            rate_limit=RateLimit(settings["rate_limit"], settings["rate_burst"]),
         ),
         gateway=SalesforceTaskGateway(session),
         directory=directory,

@@ -1,9 +1,10 @@
 """The ingress's HTTP surface: `POST /notifications` and `GET /healthz` (starlette).
 
 The body is read with a size limit before anything else (one declared far over the limit is
-refused before reading), then handed to `NotificationIngress`; the blocking part
-(Salesforce, the ledger, RabbitMQ confirms) runs in a worker thread so one slow batch never
-holds up the others.
+refused before reading); a client address over its rate limit is then refused (429), its body
+dropped unread by anything else. The rest is handed to `NotificationIngress`, which also
+limits each org's signed batches; the blocking part (Salesforce, the ledger, RabbitMQ
+confirms) runs in a worker thread so one slow batch never holds up the others.
 """
 
 from __future__ import annotations
@@ -56,8 +57,31 @@ def _respond(answer: Answer) -> Response:
     return JSONResponse(dict(answer.body), status_code=answer.status, headers=dict(answer.headers))
 
 
-def _too_large(limit: int) -> Response:
-    return _respond(Answer.error(413, "body_too_large", f"body: must be at most {limit:,} bytes"))
+def _too_large(limit: int) -> Answer:
+    return Answer.error(413, "body_too_large", f"body: must be at most {limit:,} bytes")
+
+
+async def _read_body(
+    request: Request, limit: int, drain_limit: int, *, keep: bool
+) -> tuple[bytes, int] | Answer:
+    """The body (when `keep`) and its size, or the answer refusing it unread."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            return Answer.error(400, "invalid_request", "Content-Length: must be a number")
+        if int(declared) > drain_limit:
+            return _too_large(limit)
+    # A body over the limit (or refused) is read to its end (up to `drain_limit`) and dropped,
+    # so the sender, still writing, reads a clean answer instead of a reset connection.
+    body = bytearray()
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size <= limit and keep:
+            body.extend(chunk)
+        elif size > drain_limit:
+            break
+    return bytes(body), size
 
 
 def create_app(ingress: NotificationIngress) -> Starlette:
@@ -65,31 +89,22 @@ def create_app(ingress: NotificationIngress) -> Starlette:
     drain_limit = DRAIN_FACTOR * limit
 
     async def notifications(request: Request) -> Response:
-        declared = request.headers.get("content-length")
-        if declared is not None:
-            if not declared.isdigit():
-                return _respond(
-                    Answer.error(400, "invalid_request", "Content-Length: must be a number")
-                )
-            if int(declared) > drain_limit:
-                return _too_large(limit)
-        # A body over the limit is read to its end (up to `drain_limit`) and dropped, so the
-        # sender, still writing, reads a clean 413 instead of a reset connection.
-        body = bytearray()
-        size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size <= limit:
-                body.extend(chunk)
-            elif size > drain_limit:
-                break
-        if size > limit:
-            return _too_large(limit)
+        limited = ingress.limit_address(request.client.host if request.client else None)
+        read = await _read_body(request, limit, drain_limit, keep=limited is None)
+        if isinstance(read, Answer):
+            return _respond(read)
+        body, size = read
+        refused = limited or (_too_large(limit) if size > limit else None)
+        if refused is not None:
+            return _respond(refused)
         client = f"{request.client.host}:{request.client.port}" if request.client else "unknown"
         headers = dict(request.headers)
-        checked = ingress.check(headers, bytes(body), client)
+        checked = ingress.check(headers, body, client)
         if isinstance(checked, Answer):
             return _respond(checked)
+        limited = ingress.limit_org(checked.org_id, client)
+        if limited is not None:
+            return _respond(limited)
         if ingress.is_repeat(headers):
             return _respond(Answer(200, {"received": len(checked.notifications), "repeat": True}))
         return _respond(await run_in_threadpool(ingress.handle, checked, headers))

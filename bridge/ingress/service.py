@@ -1,8 +1,11 @@
 """What the ingress does with one POSTed notification batch, apart from HTTP.
 
+0. Refuse a source over its rate limit (429 with Retry-After; see `ratelimit`): per client
+   address before anything is read, per org once the signature checked out.
 1. Check the signature and the timestamp window (`schemas.notification.verify_notification`,
    several secrets for rotation): a bad or stale one is refused (401) and nothing is read.
-2. Load the body (`load_notification_batch`): a malformed one is refused (400).
+2. Load the body (`load_notification_batch`): a malformed one is refused (400), also one
+   nested too deeply or holding a number too long for Python's JSON reader.
 3. Read the current values of every notified Task of a synced owner in ONE `queryAll` (deleted
    Tasks come too): a notification says only which Tasks changed, never what they hold, so a
    forged or late body cannot carry values.
@@ -20,6 +23,7 @@ merely processed again, which publishes nothing new.
 from __future__ import annotations
 
 import collections
+import ipaddress
 import logging
 import threading
 import time
@@ -27,8 +31,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from bridge.ingress.ratelimit import RateLimit, Refusal, TokenBuckets
 from bridge.messaging import Publisher, PublishError
-from bridge.observability.events import record_notifications, record_published
+from bridge.observability.events import (
+    record_ingress_rate_limited,
+    record_notifications,
+    record_published,
+)
 from bridge.producers.observer import SalesforceTaskObserver
 from bridge.producers.running import describe_failure
 from bridge.salesforce.tasks import SalesforceTaskGateway
@@ -57,6 +66,7 @@ class IngressSettings:
     timestamp_window_seconds: int = DEFAULT_TIMESTAMP_WINDOW_SECONDS
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     publish_timeout: float = DEFAULT_PUBLISH_TIMEOUT
+    rate_limit: RateLimit = field(default_factory=RateLimit)
 
     def __post_init__(self) -> None:
         if not self.secrets or not all(self.secrets):
@@ -85,6 +95,22 @@ class Answer:
         if fields:
             error["fields"] = dict(fields)
         return cls(status, {"error": error}, dict(headers or {}))
+
+
+def address_source(host: str | None) -> str:
+    """The rate-limited source of a client address: the address, or its /64 for IPv6 (one
+    machine commonly holds a whole /64)."""
+    if not host:
+        return "unknown"
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
 
 
 def parse_secrets(text: str) -> tuple[str, ...]:
@@ -137,6 +163,41 @@ class NotificationIngress:
         self.publisher = publisher
         self._clock = clock
         self.accepted = AcceptedSignatures(settings.timestamp_window_seconds, clock)
+        self.rate_limits = TokenBuckets(settings.rate_limit)
+
+    def limit_address(self, host: str | None) -> Answer | None:
+        """Step 0 for the client address (before the body is read): None, or the 429."""
+        source = address_source(host)
+        refusal = self.rate_limits.take(f"address {source}")
+        return None if refusal is None else self._too_many("address", source, refusal)
+
+    def limit_org(self, org_id: str, client: str) -> Answer | None:
+        """Step 0 for the org of a batch whose signature checked out: None, or the 429."""
+        refusal = self.rate_limits.take(f"org {org_id}")
+        if refusal is None:
+            return None
+        return self._too_many("org", f"{org_id} (from {client})", refusal)
+
+    def _too_many(self, scope: str, source: str, refusal: Refusal) -> Answer:
+        record_ingress_rate_limited(scope)
+        limit = self.settings.rate_limit
+        if refusal.log_now:
+            log.warning(
+                "rate limited %s %s: %d request(s) refused with 429 since the last report "
+                "(limit %s)",
+                scope,
+                source,
+                refusal.refused_since_logged,
+                limit.describe(),
+                extra={"event": "ingress_rate_limited", "scope": scope, "source": source},
+            )
+        return Answer.error(
+            429,
+            "rate_limited",
+            f"too many requests from this {scope}: at most {limit.describe()}; "
+            f"retry after {refusal.retry_after} s",
+            headers={"Retry-After": str(refusal.retry_after)},
+        )
 
     def check(
         self, headers: Mapping[str, str], body: bytes, client: str
@@ -162,6 +223,14 @@ class NotificationIngress:
             log.warning("refused a malformed notification from %s: %s", client, exc.describe())
             return Answer.error(
                 400, "invalid_notification", exc.describe(), fields=dict(exc.fields)
+            )
+        except (ValueError, RecursionError) as exc:
+            # json.loads itself gives up on arrays nested thousands deep and on integers of
+            # thousands of digits, with errors that are no JSONDecodeError.
+            rule = "_body: Not valid JSON: nested too deeply or a number too long."
+            log.warning("refused a malformed notification from %s: %s (%s)", client, rule, exc)
+            return Answer.error(
+                400, "invalid_notification", rule, fields={"_body": [rule.split(": ", 1)[1]]}
             )
 
     def is_repeat(self, headers: Mapping[str, str]) -> bool:

@@ -205,3 +205,7 @@ def record_ingress_answer(status: int) -> None:
 
 def record_notifications(count: int) -> None:
     metrics.INGRESS_NOTIFICATIONS.inc(count)
+
+
+def record_ingress_rate_limited(scope: str) -> None:
+    metrics.INGRESS_RATE_LIMITED.labels(scope).inc()

@@ -137,6 +137,11 @@ INGRESS_NOTIFICATIONS: Final = Counter(
     "tasksync_ingress_notifications_total",
     "Task notifications in the signed batches the ingress handled.",
 )
+INGRESS_RATE_LIMITED: Final = Counter(
+    "tasksync_ingress_rate_limited_total",
+    "Notification requests the ingress refused with 429, by the limit hit: address or org.",
+    ["scope"],
+)
 
 # -- Salesforce (bridge.salesforce.session's HTTP adapter) ------------------------------------
 

@@ -3,147 +3,18 @@ end to end, and every way a notification is refused."""
 
 from __future__ import annotations
 
-import json
 import time
-import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-import pytest
-import requests
-from simple_salesforce.api import Salesforce
-
-from bridge.messaging import Direction
-from schemas.notification import (
-    SIGNATURE_HEADER,
-    TIMESTAMP_HEADER,
-    NotificationBatch,
-    TaskNotification,
-    TriggerOp,
-    dump_notification_batch,
-    sign_notification,
-)
+from schemas.notification import SIGNATURE_HEADER, TIMESTAMP_HEADER
 from schemas.task_change import Op, TaskChange, TaskStatus
-from tests.producers.support import (
-    TOPOLOGY_ARGS,
-    BridgeProcess,
-    PublishedMessages,
-    salesforce_args,
-)
-from tests.support.emulator import EmulatorProcess, EmulatorUser
-from tests.support.rabbitmq import BrokerVhost, free_port
-from tests.support.salesconnect import RunningSalesConnect
-
-SECRETS = ("first-secret", "rotated-secret")
+from tests.ingress.support import SECRETS, IngressWorld
+from tests.producers.support import BridgeProcess
+from tests.support.rabbitmq import free_port
 
 
 def task_of(change: TaskChange) -> str | None:
     return change.record.salesforce_task_id
-
-
-@dataclass
-class IngressWorld:
-    emulator: EmulatorProcess
-    rep: Salesforce
-    rep_user: EmulatorUser
-    published: PublishedMessages
-    ingress: BridgeProcess
-    info: dict[str, Any]
-    workdir: Path
-    args: list[str]
-
-    def http(self) -> requests.Session:
-        session = requests.Session()
-        session.verify = str(self.info["ca_path"])
-        session.trust_env = False
-        return session
-
-    def notification(self, task_id: str, op: TriggerOp = TriggerOp.UPDATE) -> bytes:
-        batch = NotificationBatch(
-            org_id=self.emulator.org_id,
-            sent_at=datetime.now(UTC),
-            notifications=(
-                TaskNotification(
-                    task_id=task_id,
-                    op=op,
-                    owner_id=self.rep_user.id,
-                    actor_id=self.rep_user.id,
-                    system_modstamp=datetime.now(UTC),
-                    changed_fields=("Status",),
-                ),
-            ),
-        )
-        return json.dumps(dump_notification_batch(batch), separators=(",", ":")).encode()
-
-    def post(
-        self,
-        body: bytes,
-        *,
-        secret: str = SECRETS[0],
-        timestamp: int | None = None,
-        url: str | None = None,
-        signature: str | None = None,
-    ) -> requests.Response:
-        stamp = int(time.time()) if timestamp is None else timestamp
-        return self.http().post(
-            url or self.info["url"],
-            data=body,
-            headers={
-                "Content-Type": "application/json",
-                TIMESTAMP_HEADER: str(stamp),
-                SIGNATURE_HEADER: signature or sign_notification(secret, stamp, body),
-            },
-            timeout=30,
-        )
-
-
-@pytest.fixture
-def world(
-    emulator: EmulatorProcess,
-    salesconnect_service: RunningSalesConnect,
-    broker: BrokerVhost,
-    tmp_path: Path,
-) -> Iterator[IngressWorld]:
-    tag = uuid.uuid4().hex[:8]
-    rep_user = emulator.admin.create_user(f"rep-{tag}@tasksync.example", "Rep-Passw0rd", "Rep")
-    users = salesconnect_service.client()
-    user = users.create_user(salesforce_user_id=rep_user.id)
-    users.update_settings(user["id"], task_sync="on")
-    args = [
-        "ingress",
-        "--port",
-        "0",
-        "--secret",
-        ",".join(SECRETS),
-        "--salesconnect-url",
-        salesconnect_service.url,
-        "--ledger-url",
-        f"sqlite:///{tmp_path / 'ledger.sqlite3'}",
-        "--data-dir",
-        str(tmp_path),
-        *TOPOLOGY_ARGS,
-        *salesforce_args(emulator),
-    ]
-    ingress = BridgeProcess(tmp_path, "ingress", [*args, "--amqp-url", broker.amqp_url])
-    info = ingress.start()
-    published = PublishedMessages(broker, Direction.TO_SALESCONNECT)
-    yield IngressWorld(
-        emulator=emulator,
-        rep=emulator.salesforce(rep_user, client="rep"),
-        rep_user=rep_user,
-        published=published,
-        ingress=ingress,
-        info=info,
-        workdir=tmp_path,
-        args=args,
-    )
-    ingress.stop()
-    published.close()
-    users.update_settings(user["id"], task_sync="off")
-    users.close()
 
 
 def test_the_ready_file_names_the_endpoint_and_its_ca(world: IngressWorld) -> None:
