@@ -25,13 +25,16 @@ from pathlib import Path
 from typing import Final
 from urllib.parse import quote
 
+import click
 import pytest
 import requests
+from click.testing import CliRunner
 
 from tests.support.databases import fresh_postgres_database
-from tests.support.rabbitmq import SHARED_MANAGEMENT_URL, Management
+from tests.support.rabbitmq import SHARED_MANAGEMENT_URL, Management, fresh_vhost
 from tests.support.system import ComponentProcess, RunningSystem, running_system
 from tests.support.waiting import wait_for
+from workers.options import INGRESS_SECRET_FILE, secret_file_option
 from workers.up import COMPONENTS_BY_NAME
 
 ROOT: Final = Path(__file__).resolve().parents[1]
@@ -278,3 +281,54 @@ def test_the_jwt_private_key_must_be_private_too(tmp_path: Path) -> None:
         "Invalid value for '--salesforce-private-key-file' / "
         f"TASKSYNC_SALESFORCE_PRIVATE_KEY_FILE: {key}: others than its owner may read"
     ) in " ".join(result.stderr.split())
+
+
+def test_a_password_file_completes_a_url_naming_only_the_user(tmp_path: Path) -> None:
+    """`tasksync topology declare` with the password in a file; the same password in the URL
+    too (a child of `tasksync up` inherits both) is accepted, another one refused."""
+    password = secret_file(tmp_path, "guest-password", "guest")
+    with fresh_vhost("tasksync-secret-files") as vhost:
+        base = f"amqp://guest@127.0.0.1:5672/{quote(vhost.name, safe='')}"
+        for url in (base, base.replace("guest@", "guest:guest@")):
+            result = tasksync(
+                "topology",
+                "declare",
+                env={"TASKSYNC_AMQP_URL": url, "TASKSYNC_AMQP_PASSWORD_FILE": str(password)},
+            )
+            assert result.returncode == 0, result.stderr
+            assert f"in vhost {vhost.name!r}" in result.stdout
+        result = tasksync("topology", "declare", env={"TASKSYNC_AMQP_URL": base})
+        assert result.returncode == 2, result.stderr
+        assert "names the user guest but no password" in result.stderr
+        other = secret_file(tmp_path, "other-password", "not-guests-password")
+        result = tasksync(
+            "topology",
+            "declare",
+            env={
+                "TASKSYNC_AMQP_URL": base.replace("guest@", "guest:guest@"),
+                "TASKSYNC_AMQP_PASSWORD_FILE": str(other),
+            },
+        )
+        assert result.returncode == 2, result.stderr
+        assert "holds a password already" in result.stderr
+        assert "not-guests-password" not in result.stderr
+
+
+def test_the_ingress_secret_file_variant_takes_one_secret_a_line(tmp_path: Path) -> None:
+    """`secret_file_option(INGRESS_SECRET_FILE)`, ready for `tasksync ingress`: a file with the
+    new and the old secret on two lines gives the rotation list `new,old`."""
+    seen: dict[str, str | None] = {}
+
+    @click.command()
+    @click.option("--secret", envvar="TASKSYNC_INGRESS_SECRET")
+    @secret_file_option(INGRESS_SECRET_FILE)
+    def command(secret: str | None) -> None:
+        seen["secret"] = secret
+
+    path = secret_file(tmp_path, "ingress-secret", f"new-{TOKEN}\n\nold-{TOKEN}  ")
+    result = CliRunner().invoke(command, [], env={"TASKSYNC_INGRESS_SECRET_FILE": str(path)})
+    assert result.exit_code == 0, result.output
+    assert seen["secret"] == f"new-{TOKEN},old-{TOKEN}"
+    both = CliRunner().invoke(command, ["--secret", "x", "--secret-file", str(path)])
+    assert both.exit_code == 2
+    assert "give --secret (TASKSYNC_INGRESS_SECRET) or --secret-file" in both.output

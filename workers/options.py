@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, TypeVar, cast
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import click
 
@@ -199,6 +199,8 @@ INGRESS_SECRET_FILE: Final = SecretFile(
 def _with_url_password(url: str, password: str, *, option: str, hint: str) -> str:
     """`url` with `password` (percent-encoded) for the user it names."""
     parts = urlsplit(url)
+    if parts.password is not None and unquote(parts.password) == password:
+        return url  # the same password twice, e.g. a child of `tasksync up`
     if parts.password is not None:
         raise click.UsageError(
             f"{option} {redact_url(url)} holds a password already: give it without one "

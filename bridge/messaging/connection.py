@@ -48,6 +48,12 @@ def connection_parameters(
     Raises ValueError naming the URL parameter (and file) when the URL or its TLS files are
     not usable."""
     url, tls = split_tls(amqp_url)
+    parts = urlsplit(url)
+    if parts.username and parts.password is None:
+        raise ValueError(
+            f"the RabbitMQ URL names the user {parts.username} but no password: give it in the "
+            "URL or with --amqp-password-file (TASKSYNC_AMQP_PASSWORD_FILE)"
+        )
     params = pika.URLParameters(url)
     if params.ssl_options is not None and not tls.legacy:
         params.ssl_options = pika.SSLOptions(
@@ -147,15 +153,19 @@ def split_tls(amqp_url: str) -> tuple[str, AmqpTls]:
 
 def with_tls(amqp_url: str, tls: AmqpTls) -> str:
     """`amqp_url` with `tls`'s settings added as query parameters (refused when the URL gives
-    one of them already, or is not amqps://)."""
+    one of them already with another value, or is not amqps://)."""
     wanted = tls.parameters()
     if not wanted:
         return amqp_url
     parts = urlsplit(amqp_url)
     query = parse_qsl(parts.query, keep_blank_values=True)
-    for name, _ in query:
+    for name, value in query:
         if name in wanted:
-            raise ValueError(f"the RabbitMQ URL gives {name} already")
+            if value != wanted[name]:
+                raise ValueError(
+                    f"the RabbitMQ URL gives {name}={value} already, not {wanted[name]}"
+                )
+            del wanted[name]  # the same setting twice, e.g. a child of `tasksync up`
     url = urlunsplit(parts._replace(query=urlencode([*query, *wanted.items()])))
     split_tls(url)  # the same checks as when connecting
     return url

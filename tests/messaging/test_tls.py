@@ -447,3 +447,14 @@ def test_bad_tls_settings_are_refused_at_start_naming_the_option(
     result = tasksync("worker", "to-salesconnect", *argv)
     assert result.returncode == 2, result.stderr
     assert message.format(**files) in " ".join(result.stderr.split()), result.stderr
+
+
+def test_tls_settings_given_twice_alike_are_one_and_unlike_are_refused(pki: Pki) -> None:
+    """A child of `tasksync up` inherits both the finished URL and the variables."""
+    base = "amqps://guest:guest@127.0.0.1:5671/%2F"
+    once = with_tls(base, AmqpTls(ca_file=str(pki.ca)))
+    assert with_tls(once, AmqpTls(ca_file=str(pki.ca))) == once
+    with pytest.raises(ValueError, match=r"gives cacertfile=.* already, not .*other-ca\.pem"):
+        with_tls(once, AmqpTls(ca_file=str(pki.other_ca)))
+    with pytest.raises(ValueError, match="only apply to TLS: the RabbitMQ URL must start with"):
+        with_tls("amqp://guest:guest@127.0.0.1:5672/%2F", AmqpTls(ca_file=str(pki.ca)))
