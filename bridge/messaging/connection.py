@@ -55,7 +55,7 @@ def connection_parameters(
             "URL or with --amqp-password-file (TASKSYNC_AMQP_PASSWORD_FILE)"
         )
     params = pika.URLParameters(url)
-    if params.ssl_options is not None and not tls.legacy:
+    if params.ssl_options is not None:
         params.ssl_options = pika.SSLOptions(
             tls_context(tls), server_hostname=tls.server_name or params.host
         )
@@ -93,8 +93,6 @@ class AmqpTls:
     cert_file: str | None = None
     key_file: str | None = None
     server_name: str | None = None
-    # pika's own `ssl_options` URL parameter was given instead: pika builds the context.
-    legacy: bool = False
 
     def parameters(self) -> dict[str, str]:
         values = {
@@ -126,11 +124,12 @@ def split_tls(amqp_url: str) -> tuple[str, AmqpTls]:
         if not value:
             raise ValueError(f"the RabbitMQ URL's {name} is empty")
         found[name] = value
-    legacy = any(name == "ssl_options" for name, _ in rest)
-    if found and legacy:
+    if any(name == "ssl_options" for name, _ in rest):
+        # pika's own parameter can turn verification off; tasksync's always verifies.
         raise ValueError(
-            "the RabbitMQ URL gives both pika's ssl_options and "
-            f"{', '.join(sorted(found))}: use only the latter"
+            "the RabbitMQ URL's ssl_options is not supported: use --amqp-ca-file, "
+            "--amqp-cert-file and --amqp-key-file (or the URL's "
+            f"{', '.join(TLS_PARAMETERS)})"
         )
     if found and parts.scheme != "amqps":
         raise ValueError(
@@ -142,7 +141,6 @@ def split_tls(amqp_url: str) -> tuple[str, AmqpTls]:
         cert_file=found.get(CERT_FILE_PARAMETER),
         key_file=found.get(KEY_FILE_PARAMETER),
         server_name=found.get(SERVER_NAME_PARAMETER),
-        legacy=legacy,
     )
     if tls.key_file and not tls.cert_file:
         raise ValueError(

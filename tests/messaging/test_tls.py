@@ -458,3 +458,9 @@ def test_tls_settings_given_twice_alike_are_one_and_unlike_are_refused(pki: Pki)
         with_tls(once, AmqpTls(ca_file=str(pki.other_ca)))
     with pytest.raises(ValueError, match="only apply to TLS: the RabbitMQ URL must start with"):
         with_tls("amqp://guest:guest@127.0.0.1:5672/%2F", AmqpTls(ca_file=str(pki.ca)))
+
+
+def test_pikas_own_ssl_options_parameter_is_refused_as_it_can_turn_verification_off() -> None:
+    url = "amqps://guest:guest@127.0.0.1:5671/%2F?ssl_options=%7B%27protocol%27%3A+2%7D"
+    with pytest.raises(ValueError, match="ssl_options is not supported: use --amqp-ca-file"):
+        connection_parameters(url, name="-")
