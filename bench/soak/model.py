@@ -199,12 +199,20 @@ def echo_violations(
     by_id = {model.salesconnect_id: model for model in models if model.salesconnect_id}
     violations: list[Violation] = []
     traced = 0
-    for entry in bridge_writes:
-        model = by_id.get(str(entry.get("task_id")))
+    previous_op: dict[str, str] = {}
+    for entry in sorted(bridge_writes, key=lambda e: int(e.get("seq", 0))):
+        task_id = str(entry.get("task_id"))
+        restoring = previous_op.get(task_id) == "task_restored"
+        previous_op[task_id] = str(entry.get("op"))
+        model = by_id.get(task_id)
         changed = {
             name: value for name, value in entry.get("changed", {}).items() if name in FIELDS
         }
         if model is None or entry.get("op") != "task_updated" or not changed:
+            continue
+        if restoring:
+            # Applying an undelete: the Task comes back as it is in Salesforce, which may hold
+            # values Sales Connect once sent it (edits that lost to the delete stay lost).
             continue
         from_salesforce = model.values_from(Side.SALESFORCE)
         from_salesconnect = model.values_from(Side.SALESCONNECT)

@@ -30,6 +30,11 @@ from schemas.task_change import NEUTRAL_FIELDS, ChangedFields, Op, TaskChange
 # sees it live again records False, so a delete crosses once and an undelete is recognised.
 DELETED_FIELD: Final = "IsDeleted"
 
+# The stamp of a task's existence, claimed beside its field stamps by deletes and undeletes
+# (never written anywhere): of a delete and an undelete of one task, the later one wins, even
+# when a retry brings the earlier one to an applier last.
+EXISTENCE_FIELD: Final = "@exists"
+
 MESSAGE_ID_NAMESPACE: Final = uuid.UUID("4f1d7c2e-9a53-5b8e-b1d0-7ac3e6f09a11")
 
 
@@ -88,11 +93,19 @@ def stamp_claims(changes: Iterable[TaskChange]) -> list[tuple[str, SourceStamp, 
     applied while this one is still on its way, already loses: without it, the older value
     could be written over the newer one at its source and never be corrected. Only changes of
     tasks known to Sales Connect have a stamp key; an import has nothing to conflict with.
+    Deletes and undeletes claim the task's existence (`EXISTENCE_FIELD`).
     """
     return [
-        (stamp_key(change.record.salesconnect_task_id), SourceStamp.of(change), list(fields))
+        (stamp_key(change.record.salesconnect_task_id), SourceStamp.of(change), fields)
         for change in changes
-        if change.record.salesconnect_task_id
-        and change.op is not Op.DELETE
-        and (fields := change.changed.present())
+        if change.record.salesconnect_task_id and (fields := claimed_fields(change))
     ]
+
+
+def claimed_fields(change: TaskChange) -> list[str]:
+    """The stamps a change claims: its changed fields, and its task's existence when it
+    deletes or undeletes."""
+    fields = [] if change.op is Op.DELETE else list(change.changed.present())
+    if change.op in (Op.DELETE, Op.UNDELETE):
+        fields.append(EXISTENCE_FIELD)
+    return fields

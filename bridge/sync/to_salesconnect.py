@@ -23,10 +23,10 @@ from typing import Final
 
 from bridge.errors import ErrorKind, SalesConnectApiError, System, TaskSyncError, classify
 from bridge.ledger import Ledger, SourceStamp, TaskLink
-from bridge.mapping import UNTITLED_TASK_NAME
+from bridge.mapping import UNTITLED_TASK_NAME, render_subject
 from bridge.messaging import APPLIED, SKIPPED, Delivery, Outcome
 from bridge.salesconnect.client import SalesConnectClient, SalesConnectTask, SyncUser
-from bridge.sync.conventions import salesconnect_known_values, stamp_key
+from bridge.sync.conventions import EXISTENCE_FIELD, salesconnect_known_values, stamp_key
 from bridge.sync.directory import SyncUserDirectory
 from schemas.task_change import Op, Origin, TaskChange
 
@@ -58,21 +58,33 @@ class SalesConnectTaskApplier:
             )
             if user is None or change.origin is not Origin.SALESFORCE:
                 return SKIPPED
-            task = self._find_task(user, change)
-            if change.op is Op.DELETE:
-                return self._delete(task, change)
-            if task is None:
-                return self._create(user, change)
-            if task.is_deleted:
-                if change.op is not Op.UNDELETE:
-                    return SKIPPED  # a delete wins over concurrent edits
-                task = self._restore(task, change)
-            return self._update(task, change)
+            return self._apply_for(user, change)
         except Exception as exc:
             failure = classify(exc)
             if failure.kind.parks_at_once and user is not None:
                 self._report(user, change, failure.describe())
             return Outcome.failed(exc)
+
+    def _apply_for(self, user: SyncUser, change: TaskChange) -> Outcome:
+        task = self._find_task(user, change)
+        lost_existence = (
+            change.op in (Op.DELETE, Op.UNDELETE)
+            and task is not None
+            and not self._existence_won(task.id, change)
+        )
+        if lost_existence:
+            return SKIPPED  # a later delete or undelete of this task won
+        if change.op is Op.DELETE:
+            return self._delete(task, change)
+        if task is None:
+            return self._create(user, change)
+        extra: dict[str, object] = {}
+        if task.is_deleted:
+            if change.op is not Op.UNDELETE:
+                return SKIPPED  # a delete wins over concurrent edits
+            task = self._restore(task, change)
+            extra = self._name_from_subject(user, task, change)
+        return self._update(task, change, extra)
 
     # -- finding the task -------------------------------------------------------------------
 
@@ -151,8 +163,33 @@ class SalesConnectTaskApplier:
             task = fresh
         raise _version_race(task.id)
 
-    def _update(self, task: SalesConnectTask, change: TaskChange) -> Outcome:
-        incoming = salesconnect_known_values(change.changed)
+    def _existence_won(self, task_id: str, change: TaskChange) -> bool:
+        claim = self.ledger.claim_fields(
+            stamp_key(task_id), SourceStamp.of(change), [EXISTENCE_FIELD]
+        )
+        return EXISTENCE_FIELD in claim.won
+
+    def _name_from_subject(
+        self, user: SyncUser, task: SalesConnectTask, change: TaskChange
+    ) -> dict[str, object]:
+        """A Task undeleted in Salesforce comes back as it is there: edits that lost to its
+        delete stay lost on both sides, so the name follows the Subject too, where the user's
+        template renders a name as itself (a rename in Salesforce still never flows back)."""
+        subject = change.source_values.get("Subject")
+        if not isinstance(subject, str) or not subject.strip() or subject == task.name:
+            return {}
+        template = self.directory.settings(user.id).activity_subject_template
+        if render_subject(template, subject) != subject:
+            return {}
+        return {"name": subject}
+
+    def _update(
+        self,
+        task: SalesConnectTask,
+        change: TaskChange,
+        extra: Mapping[str, object] | None = None,
+    ) -> Outcome:
+        incoming = {**salesconnect_known_values(change.changed), **(extra or {})}
         if not incoming:
             return SKIPPED
         key = stamp_key(task.id)

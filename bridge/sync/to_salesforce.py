@@ -46,7 +46,12 @@ from bridge.salesforce.tasks import (
     SalesforceTask,
     SalesforceTaskGateway,
 )
-from bridge.sync.conventions import DELETED_FIELD, salesforce_known_values, stamp_key
+from bridge.sync.conventions import (
+    DELETED_FIELD,
+    EXISTENCE_FIELD,
+    salesforce_known_values,
+    stamp_key,
+)
 from bridge.sync.directory import SyncUserDirectory
 from schemas.fields import parse_calendar_date
 from schemas.task_change import (
@@ -161,7 +166,10 @@ class SalesforceTaskApplier:
                 (
                     stamp_key(_sc_id(item.change)),
                     SourceStamp.of(item.change),
-                    (item.create_values or item.change.changed).present(),
+                    [
+                        *(item.create_values or item.change.changed).present(),
+                        *([EXISTENCE_FIELD] if item.change.op is Op.UNDELETE else []),
+                    ],
                 )
                 for item in pending
             ]
@@ -210,6 +218,8 @@ class SalesforceTaskApplier:
         if change.op is Op.DELETE:
             if not salesforce_id:
                 return SKIPPED
+            if not self._existence_won(change):
+                return SKIPPED  # a later undelete of this task won
             return _Delete(index, change, user, salesconnect_id, salesforce_id)
         if salesforce_id and not self._recreate(change, salesforce_id):
             return _Pending(index, change, user, salesforce_id)
@@ -217,6 +227,12 @@ class SalesforceTaskApplier:
         if values is None:
             return SKIPPED
         return _Pending(index, change, user, None, values, replaces=salesforce_id)
+
+    def _existence_won(self, change: TaskChange) -> bool:
+        claim = self.ledger.claim_fields(
+            stamp_key(_sc_id(change)), SourceStamp.of(change), [EXISTENCE_FIELD]
+        )
+        return EXISTENCE_FIELD in claim.won
 
     def _recreate(self, change: TaskChange, salesforce_id: str) -> bool:
         """A restored Sales Connect task whose Task is in the recycle bin gets a new Task: the
@@ -238,6 +254,9 @@ class SalesforceTaskApplier:
 
     def _after_claim(self, item: _Pending, won: frozenset[str]) -> _Plan | Outcome:
         salesconnect_id = _sc_id(item.change)
+        if item.change.op is Op.UNDELETE and EXISTENCE_FIELD not in won:
+            return SKIPPED  # a later delete of this task won
+        won = won - {EXISTENCE_FIELD}
         if item.create_values is not None:
             template = self.directory.settings(item.user.id).activity_subject_template
             body: dict[str, object] = dict(

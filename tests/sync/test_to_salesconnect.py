@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import date
 
 import pytest
@@ -149,3 +150,34 @@ def test_written_values_are_known(world: SyncWorld, applier: SalesConnectTaskApp
     assert task is not None
     values = salesconnect_known_values(task.values())
     assert world.ledger.unchanged_fields(Origin.SALESCONNECT, sc_id, values) == set(values)
+
+
+def test_an_earlier_delete_that_arrives_after_a_later_undelete_is_skipped(
+    world: SyncWorld, applier: SalesConnectTaskApplier
+) -> None:
+    """A retry can bring a delete after the undelete that followed it: the later one wins."""
+    task_id, sc_id = imported(world, applier)
+    deleted = change_of(world, task_id, op=Op.DELETE, at=now(1))
+    undeleted = change_of(world, task_id, op=Op.UNDELETE, at=now(2), details="back")
+    assert applier([delivery(undeleted)]) == [APPLIED]
+    assert applier([delivery(deleted)]) == [SKIPPED]
+    task = world.users.get_task(sc_id)
+    assert (task["deleted_at"], task["details"]) == (None, "back")
+
+
+def test_an_undelete_brings_the_task_back_as_salesforce_holds_it(
+    world: SyncWorld, applier: SalesConnectTaskApplier
+) -> None:
+    """A rename that lost to the delete stays lost: the name follows the Subject again."""
+    task_id, sc_id = imported(world, applier)
+    world.users.update_task(sc_id, name="Renamed before the delete")
+    # Published by the Sales Connect producer, which records the value as known.
+    world.ledger.remember_writes(Origin.SALESCONNECT, sc_id, {"name": "Renamed before the delete"})
+    assert applier([delivery(change_of(world, task_id, op=Op.DELETE))]) == [APPLIED]
+    undeleted = dataclasses.replace(
+        change_of(world, task_id, op=Op.UNDELETE, details=""),
+        source_values={"Subject": "Call Ann", "IsDeleted": False},
+    )
+    assert applier([delivery(undeleted)]) == [APPLIED]
+    task = world.users.get_task(sc_id)
+    assert (task["deleted_at"], task["name"]) == (None, "Call Ann")

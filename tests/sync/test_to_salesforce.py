@@ -253,3 +253,16 @@ def test_known_values_are_recorded_for_echo_suppression(
     _, sf_id = created(world, applier, name="Echo me", due_date="2026-11-30")
     current = salesforce_known_values(world.gateway.get(sf_id).values())
     assert world.ledger.unchanged_fields(Origin.SALESFORCE, sf_id, current) == set(current)
+
+
+def test_an_earlier_delete_retried_after_a_later_restore_is_skipped(
+    world: SyncWorld, applier: SalesforceTaskApplier
+) -> None:
+    """A delete that waited in a retry tier while the task was restored must not delete the
+    Task the restore kept."""
+    task, sf_id = created(world, applier)
+    deleted = change_of(world, task, op=Op.DELETE, at=now(1))
+    restored = change_of(world, task, op=Op.UNDELETE, at=now(2), name=str(task["name"]))
+    assert applier([delivery(restored)]) in ([APPLIED], [SKIPPED])
+    assert applier([delivery(deleted)]) == [SKIPPED]
+    assert not world.gateway.get(sf_id).is_deleted
