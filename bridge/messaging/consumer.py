@@ -57,6 +57,9 @@ from bridge.messaging.envelope import (
     OutboundMessage,
     ReceivedMessage,
     broker_dead_letter_reason,
+    describe_briefly,
+    load_received,
+    shorten,
     task_key,
 )
 from bridge.messaging.parking import parked_copy, retry_copy
@@ -65,7 +68,7 @@ from bridge.messaging.retry import Park, RetryLater, RetryNow, RetryPolicy
 from bridge.messaging.topology import RETRY_TIER_HEADER, Direction, Topology
 from bridge.observability.events import HandledChange, record_batch, record_received
 from schemas.errors import ContractError
-from schemas.task_change import TaskChange, load_task_change
+from schemas.task_change import TaskChange
 
 log = logging.getLogger(__name__)
 
@@ -588,9 +591,16 @@ class Consumer:
         received = envelope.received
         item = _Item(envelope)
         try:
-            change = load_task_change(received.body)
-        except ContractError as exc:
-            reason = f"malformed message: {exc.describe()}"
+            change = load_received(received, self.settings.direction)
+        except Exception as exc:
+            # A ContractError names the fields and rules; anything else (a reader bug) is
+            # parked too: the same bytes would fail the same way on every redelivery.
+            detail = (
+                describe_briefly(exc)
+                if isinstance(exc, ContractError)
+                else f"unreadable: {type(exc).__name__}: {shorten(str(exc), 300)}"
+            )
+            reason = f"malformed message: {detail}"
             log.warning("parking %s from %s: %s", received.message_id, received.queue, reason)
             item.outbound = parked_copy(
                 received,

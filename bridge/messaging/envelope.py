@@ -4,11 +4,21 @@ A message is published once by its producer and may travel again through a retry
 parking queue and a replay; every hop keeps the body and `message_id` and rewrites only the
 headers named here. Headers that steer routing (`tasksync-shard`, `tasksync-retry-tier`) carry
 no `x-` prefix because RabbitMQ's headers exchange ignores `x-` headers when matching.
+
+`load_received` is how a consumer reads a delivered message: the body must be at most
+`MAX_BODY_BYTES` of strict UTF-8 JSON (no NaN, no key twice, no lone surrogate) holding a valid
+`TaskChange` of the queue's own origin, and the AMQP properties and tasksync headers, where
+present, must agree with it. Anything else raises `ContractError` naming the field and the
+rule, and the consumer parks the message. A copy sent onward (retry or parking) always fits in
+one AMQP frame: its error text is cut to `MAX_ERROR_CHARS`, and headers it cannot carry are
+dropped (and counted in `x-tasksync-dropped-headers`).
 """
 
 from __future__ import annotations
 
 import functools
+import json
+import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -17,9 +27,16 @@ from typing import Any, Final
 
 import pika
 
-from bridge.messaging.topology import RETRY_TIER_HEADER, SHARD_HEADER, Topology
+from bridge.messaging.topology import RETRY_TIER_HEADER, SHARD_HEADER, Direction, Topology
+from schemas.errors import ContractError
 from schemas.fields import format_utc_stamp, parse_utc_stamp
-from schemas.task_change import SCHEMA_VERSION, Origin, TaskChange, task_change_json
+from schemas.task_change import (
+    SCHEMA_VERSION,
+    Origin,
+    TaskChange,
+    load_task_change,
+    task_change_json,
+)
 
 CONTENT_TYPE: Final = "application/json"
 CONTENT_ENCODING: Final = "utf-8"
@@ -39,6 +56,16 @@ ORIGINAL_ROUTING_KEY_HEADER: Final = "x-tasksync-original-routing-key"
 PARKED_AT_HEADER: Final = "x-tasksync-parked-at"
 PARKED_FROM_HEADER: Final = "x-tasksync-parked-from"
 REPLAYED_AT_HEADER: Final = "x-tasksync-replayed-at"
+DROPPED_HEADERS_HEADER: Final = "x-tasksync-dropped-headers"
+
+# The largest legitimate message (details of 100,000 characters, raw source values) is far
+# below this; RabbitMQ itself refuses larger than its max_message_size (16 MiB by default).
+MAX_BODY_BYTES: Final = 4 * 1024 * 1024
+MAX_ERROR_CHARS: Final = 2000
+# The properties of a message must fit in one frame (128 KiB unless frame_max says otherwise).
+MAX_HEADERS_BYTES: Final = 64 * 1024
+MAX_SHORTSTR_BYTES: Final = 255  # an AMQP exchange name or routing key
+_SURROGATE_ESCAPE: Final = re.compile(r"\\u[dD][89a-fA-F]")
 
 # Set by RabbitMQ on dead-lettering and delivery; never copied onto a message we publish.
 BROKER_HEADERS: Final = frozenset(
@@ -51,6 +78,25 @@ BROKER_HEADERS: Final = frozenset(
         "x-last-death-queue",
         "x-last-death-reason",
         "x-delivery-count",
+    }
+)
+OWN_HEADERS: Final = frozenset(
+    {
+        SCHEMA_VERSION_HEADER,
+        ORIGIN_HEADER,
+        TASK_KEY_HEADER,
+        OCCURRED_AT_HEADER,
+        ERROR_HEADER,
+        ERROR_KIND_HEADER,
+        ATTEMPTS_HEADER,
+        FIRST_FAILED_HEADER,
+        ORIGINAL_EXCHANGE_HEADER,
+        ORIGINAL_ROUTING_KEY_HEADER,
+        PARKED_AT_HEADER,
+        PARKED_FROM_HEADER,
+        REPLAYED_AT_HEADER,
+        SHARD_HEADER,
+        RETRY_TIER_HEADER,
     }
 )
 FAILURE_HEADERS: Final = frozenset(
@@ -181,7 +227,7 @@ class ReceivedMessage:
             _first_death(headers, "exchange"),
             headers.get("x-first-death-exchange"),
         ):
-            text = _text(candidate)
+            text = _shortstr(candidate)
             if text:
                 return text
         return self.exchange
@@ -189,12 +235,12 @@ class ReceivedMessage:
     @property
     def original_routing_key(self) -> str:
         headers = self.headers
-        text = _text(headers.get(ORIGINAL_ROUTING_KEY_HEADER))
+        text = _shortstr(headers.get(ORIGINAL_ROUTING_KEY_HEADER))
         if text:
             return text
         keys = _first_death(headers, "routing-keys")
-        if isinstance(keys, list) and keys:
-            return _text(keys[0])
+        if isinstance(keys, list) and keys and _shortstr(keys[0]):
+            return _shortstr(keys[0])
         return self.routing_key
 
     def onward(
@@ -232,13 +278,175 @@ def failure_headers(
     """Headers for a message leaving its queue after a failure (to a retry tier or parking)."""
     headers = received.clean_headers()
     headers.pop(RETRY_TIER_HEADER, None)
-    headers[ERROR_HEADER] = error
+    headers[ERROR_HEADER] = shorten(error, MAX_ERROR_CHARS)
     headers[ERROR_KIND_HEADER] = kind
     headers[ATTEMPTS_HEADER] = attempts
     headers[FIRST_FAILED_HEADER] = format_utc_stamp(received.first_failed or now)
     headers[ORIGINAL_EXCHANGE_HEADER] = received.original_exchange
     headers[ORIGINAL_ROUTING_KEY_HEADER] = received.original_routing_key
-    return headers
+    return fit_headers(headers)
+
+
+def fit_headers(headers: dict[str, Any]) -> dict[str, Any]:
+    """`headers`, made small enough to publish: a message delivered with huge headers of
+    someone else's would otherwise make its retry or parked copy unpublishable, and stall its
+    consumer on it forever. When too large, only tasksync's own headers are kept, their text
+    cut to `MAX_ERROR_CHARS`, and the rest are named in `x-tasksync-dropped-headers`."""
+    size = _encoded_size(headers)
+    if size <= MAX_HEADERS_BYTES:
+        return headers
+    kept = {
+        key: shorten(_text(value), MAX_ERROR_CHARS) if isinstance(value, str | bytes) else value
+        for key, value in headers.items()
+        if key in OWN_HEADERS and isinstance(value, str | bytes | int | float | datetime)
+    }
+    dropped = sorted(str(key) for key in headers if key not in kept)
+    names = shorten(", ".join(shorten(name, 60) for name in dropped), 500)
+    kept[DROPPED_HEADERS_HEADER] = (
+        f"{len(dropped)} header(s) dropped: {size:,} bytes of headers were too large to "
+        f"carry on: {names or 'none; our own were shortened'}"
+    )
+    return kept
+
+
+def shorten(text: str, limit: int) -> str:
+    """`text`, cut to at most `limit` characters (ending in an ellipsis when cut)."""
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
+def describe_briefly(error: ContractError, *, max_fields: int = 20) -> str:
+    """`error.describe()`, bounded: long field names and rules are cut, and at most
+    `max_fields` fields are named (a message can hold thousands of unknown keys)."""
+    parts = [
+        f"{shorten(path, 120)}: {shorten(' '.join(rules), 300)}"
+        for path, rules in sorted(error.fields.items())
+    ]
+    more = f"; and {len(parts) - max_fields} more field(s)" if len(parts) > max_fields else ""
+    return shorten("; ".join(parts[:max_fields]) + more, MAX_ERROR_CHARS)
+
+
+def load_received(received: ReceivedMessage, direction: Direction) -> TaskChange:
+    """The `TaskChange` a message delivered on a `direction` queue carries; `ContractError`
+    naming every field and rule it breaks (see the module docstring)."""
+    body = received.body
+    if len(body) > MAX_BODY_BYTES:
+        raise ContractError(
+            {"body": [f"Must be at most {MAX_BODY_BYTES:,} bytes; it has {len(body):,}."]}
+        )
+    props = received.properties
+    errors: dict[str, list[str]] = {}
+    content_type = _text(getattr(props, "content_type", None))
+    if content_type and content_type.split(";")[0].strip().lower() != CONTENT_TYPE:
+        errors["content_type"] = [f"Must be {CONTENT_TYPE}, not {shorten(content_type, 80)!r}."]
+    encoding = _text(getattr(props, "content_encoding", None))
+    if encoding and encoding.strip().lower() not in ("utf-8", "utf8"):
+        errors["content_encoding"] = [f"Must be utf-8 or absent, not {shorten(encoding, 80)!r}."]
+    if errors:
+        raise ContractError(errors)
+    value = strict_json(body)
+    if not isinstance(value, dict):  # a JSON string would be read as JSON text again
+        raise ContractError({"_body": ["Must be a JSON object."]})
+    change = load_task_change(value)
+    expected = direction.source_origin
+    if change.origin is not expected:
+        errors["origin"] = [
+            f"Must be {expected.value} on the {direction.value} queues: this "
+            f"{change.origin.value} change was published to the wrong exchange or queue."
+        ]
+    headers = received.headers
+    version = headers.get(SCHEMA_VERSION_HEADER)
+    if version is not None and (type(version) is not int or version != change.schema_version):
+        errors[SCHEMA_VERSION_HEADER] = [
+            f"Must be {change.schema_version}, as the body says, not {shorten(repr(version), 40)}."
+        ]
+    origin = headers.get(ORIGIN_HEADER)
+    if origin is not None and _text(origin) != change.origin.value:
+        errors[ORIGIN_HEADER] = [
+            f"Must be {change.origin.value}, as the body says, not {shorten(repr(origin), 40)}."
+        ]
+    message_id = received.message_id
+    if message_id and message_id != str(change.message_id):
+        errors["message_id"] = [
+            f"The message_id property {shorten(message_id, 80)!r} differs from the body's "
+            f"{change.message_id}."
+        ]
+    if errors:
+        raise ContractError(errors)
+    return change
+
+
+class _NotJsonError(ValueError):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    value = dict(pairs)
+    if len(value) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _NotJsonError(
+                    f"key {shorten(key, 80)!r} appears more than once in one object"
+                )
+            seen.add(key)
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise _NotJsonError(f"{name} is not a JSON number")
+
+
+def strict_json(body: bytes) -> Any:
+    """Parse a message body as strict JSON: UTF-8 without a byte order mark, no NaN or
+    Infinity, no key twice in one object (readers disagree on which one wins), no lone
+    surrogate in a string; `ContractError` saying what is wrong."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ContractError(
+            {"_body": [f"Not valid UTF-8 JSON: {exc.reason} at byte {exc.start}."]}
+        ) from None
+    try:
+        value = json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_no_constant)
+    except json.JSONDecodeError as exc:
+        raise ContractError({"_body": [f"Not valid UTF-8 JSON: {exc}."]}) from None
+    except _NotJsonError as exc:
+        raise ContractError({"_body": [f"Not valid JSON: {exc}."]}) from None
+    except RecursionError:
+        raise ContractError({"_body": ["Not valid JSON here: nested too deeply."]}) from None
+    except ValueError:  # Python refuses integers of more than 4,300 digits
+        raise ContractError({"_body": ["Not valid JSON here: a number far too long."]}) from None
+    if _SURROGATE_ESCAPE.search(text):
+        path = _lone_surrogate(value, "")
+        if path is not None:
+            raise ContractError(
+                {path or "_body": ["Must be valid Unicode: it holds a lone surrogate escape."]}
+            )
+    return value
+
+
+def _lone_surrogate(value: Any, path: str) -> str | None:
+    """The dotted path of the first string (or key) holding a lone surrogate, else None."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return path
+        return None
+    items: list[tuple[str, Any]] = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            inner = f"{path}.{key}" if path else key
+            if _lone_surrogate(key, "") is not None:
+                return path or "_body"
+            items.append((inner, item))
+    elif isinstance(value, list):
+        items = [(f"{path}.{n}" if path else str(n), item) for n, item in enumerate(value)]
+    for inner, item in items:
+        found = _lone_surrogate(item, inner)
+        if found is not None:
+            return found
+    return None
 
 
 def broker_dead_letter_reason(headers: Mapping[str, Any]) -> str | None:
@@ -260,6 +468,20 @@ def _text(value: Any) -> str:
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
     return value if isinstance(value, str) else ""
+
+
+def _shortstr(value: Any) -> str:
+    """A header's text if it can be an exchange name or routing key (AMQP short string)."""
+    text = _text(value)
+    return text if len(text.encode("utf-8", "replace")) <= MAX_SHORTSTR_BYTES else ""
+
+
+def _encoded_size(headers: Mapping[str, Any]) -> int:
+    try:
+        encoded = pika.BasicProperties(headers=dict(headers)).encode()
+    except Exception:  # a value pika cannot encode: treat as too large, so it is dropped
+        return MAX_HEADERS_BYTES + 1
+    return sum(len(part) for part in encoded)
 
 
 def _stamp(value: Any) -> datetime | None:
