@@ -422,6 +422,62 @@ def wrong_queue() -> list[Malformed]:
     ]
 
 
+def salesforce_side() -> list[Malformed]:
+    """The same kinds of damage to Salesforce changes, on the to-salesconnect queues."""
+    return [
+        Malformed("sf-not-json", b'{"origin":"salesforce"', (JSON_BODY, "JSON"), direction=TO_SC),
+        wrong(
+            "sf-salesforce-field-name",
+            "changed.Subject",
+            "Call back",
+            f"changed.Subject: {UNKNOWN}",
+            direction=TO_SC,
+        ),
+        wrong(
+            "sf-salesforce-status",
+            "changed.status",
+            "Not Started",
+            "changed.status: Must be one of",
+            direction=TO_SC,
+        ),
+        wrong(
+            "sf-record-without-salesforce-id",
+            "record",
+            {"salesconnect_task_id": "task-1"},
+            "record: Must carry salesforce_task_id when origin is salesforce",
+            direction=TO_SC,
+        ),
+        wrong(
+            "sf-owner-without-salesforce-id",
+            "owner",
+            {"salesconnect_user_id": "user-1"},
+            "owner: Must carry salesforce_user_id when origin is salesforce",
+            direction=TO_SC,
+        ),
+        wrong(
+            "sf-stamp-short-offset",
+            "occurred_at",
+            "2026-11-22T10:00:00.000+00",
+            "occurred_at: Must be an ISO 8601",
+            direction=TO_SC,
+        ),
+        Malformed(
+            "sf-content-type-form",
+            good(TO_SC),
+            ("content_type", "application/json"),
+            direction=TO_SC,
+            content_type="application/x-www-form-urlencoded",
+        ),
+        wrong(
+            "sf-oversized-body",
+            "source_values",
+            {"Description": "x" * OVERSIZED_BYTES},
+            "body: Must be at most",
+            direction=TO_SC,
+        ),
+    ]
+
+
 def hostile_headers() -> list[Malformed]:
     """Headers a producer never writes, on a malformed body: parking must still work."""
     return [
@@ -474,6 +530,7 @@ def corpus() -> list[Malformed]:
         *wrong_properties(),
         *oversized(),
         *wrong_queue(),
+        *salesforce_side(),
         *hostile_headers(),
     ]
     names = [case.name for case in cases]
