@@ -36,11 +36,13 @@ from bridge.sync.directory import SyncUserDirectory
 from schemas.notification import DEFAULT_TIMESTAMP_WINDOW_SECONDS
 from workers.operations import operations_options, setup_logging, start_operations
 from workers.options import (
+    INGRESS_SECRET_FILE,
     amqp_url_option,
     data_dir_option,
     ledger_url_option,
     salesconnect_url_option,
     salesforce_options,
+    secret_file_option,
     topology_options,
 )
 from workers.producer_command import log_level_option
@@ -77,9 +79,10 @@ DIRECTORY_MAX_AGE_SECONDS: Final = 10.0
     envvar="TASKSYNC_INGRESS_SECRET",
     show_envvar=True,
     help="The signing secret shared with the Salesforce-side package; several separated by "
-    "commas while rotating it. Prefer the environment variable: a command line is visible to "
-    "every local user.",
+    "commas while rotating it. Prefer the environment variable or --secret-file: a command "
+    "line is visible to every local user.",
 )
+@secret_file_option(INGRESS_SECRET_FILE)
 @click.option(
     "--cert-file",
     envvar="TASKSYNC_INGRESS_CERT_FILE",
