@@ -46,7 +46,7 @@ def test_the_api_keeps_its_openapi_promises(backend: str, tmp_path: Path) -> Non
                 "--config-file",
                 str(config),
                 "run",
-                f"{service.url}/openapi.json",
+                f"{service.base_url}/openapi.json",
                 "--checks",
                 "all",
                 "--exclude-checks",

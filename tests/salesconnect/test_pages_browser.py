@@ -76,7 +76,7 @@ def test_command_center_create_complete_edit_delete(
     today = date.fromisoformat(salesconnect.command_center(user["id"])["today"])
     tomorrow, in_three_days = today + timedelta(days=1), today + timedelta(days=3)
 
-    page.goto(f"{salesconnect_service.url}/users/{user['id']}/command-center")
+    page.goto(f"{salesconnect_service.base_url}/users/{user['id']}/command-center")
     expect(page.get_by_role("heading", name="Command Center")).to_be_visible()
     expect(page.get_by_text("Nothing is due today or tomorrow.")).to_be_visible()
 
@@ -151,7 +151,7 @@ def test_settings_turn_sync_on_and_show_the_sync_state(
 ) -> None:
     user = salesconnect.create_user(name="Sam Seller", time_zone="Europe/Berlin")
     head = salesconnect.head_seq()
-    page.goto(f"{salesconnect_service.url}/users/{user['id']}/settings")
+    page.goto(f"{salesconnect_service.base_url}/users/{user['id']}/settings")
     expect(page.get_by_role("heading", name="Settings")).to_be_visible()
     expect(page.get_by_label("Do not sync to Salesforce tasks")).to_be_checked()
     expect(page.locator("#first-sync-state")).to_contain_text("Not started")

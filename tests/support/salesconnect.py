@@ -4,9 +4,13 @@
   `tasksync salesconnect --port 0 --db URL --ready-file FILE` as a subprocess, waits for the
   ready file (the service writes `{url, host, port, pid, database}` there once it serves),
   yields a `RunningSalesConnect`, and stops the process (SIGTERM, then SIGKILL) afterwards.
+  The service accepts `TEST_SERVICE_TOKEN` (one per test process) as its service credential
+  unless told another one.
 * `postgres_database(prefix)`: a fresh PostgreSQL database for one session, dropped after.
 * `SalesConnectClient`: a small typed client over requests; every non-2xx answer raises
-  `SalesConnectError` carrying the status, error code and field rules.
+  `SalesConnectError` carrying the status, error code and field rules. It sends the service
+  token unless given another (`token=`, or the password of a `http://tasksync:TOKEN@host` URL),
+  or `token=""` for none.
 * pytest fixtures (import them into a conftest.py): `salesconnect_postgres_url`,
   `salesconnect_service` (session-scoped, parametrized over SQLite and PostgreSQL),
   `salesconnect` (a client for it) and `salesconnect_user` (a fresh user).
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -26,7 +31,7 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any, Final, TypedDict, cast
-from urllib.parse import urlsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import psycopg
 import pytest
@@ -40,6 +45,26 @@ POSTGRES_ADMIN_URL: Final = os.environ.get(
     "TASKSYNC_TEST_POSTGRES_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
 BACKENDS: Final = ("sqlite", "postgresql")
+# The service credential of every Sales Connect the tests start (unless a test chooses another):
+# one per test process, so it never appears in the repository or a log of another run.
+TEST_SERVICE_TOKEN: Final = "sc-test-" + secrets.token_urlsafe(32)
+SERVICE_TOKEN_VARIABLE: Final = "TASKSYNC_SALESCONNECT_SERVICE_TOKEN"
+URL_USER: Final = "tasksync"
+
+
+def url_with_token(url: str, token: str) -> str:
+    """`url` carrying `token` as its password, the way `--salesconnect-url` may carry it."""
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{URL_USER}:{quote(token, safe='')}@{host}"))
+
+
+def url_without_token(url: str) -> tuple[str, str | None]:
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url, None
+    token = unquote(parts.password) if parts.password else None
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2])), token
 
 
 class UserJson(TypedDict):
@@ -109,19 +134,43 @@ class SalesConnectError(Exception):
 
 
 class SalesConnectClient:
-    """The JSON API as methods. `origin="salesforce"` sends `X-Sync-Origin` on every write."""
+    """The JSON API as methods. `origin="salesforce"` sends `X-Sync-Origin` on every write.
 
-    def __init__(self, base_url: str, *, origin: str | None = None, timeout: float = 15.0):
-        self.base_url = base_url.rstrip("/")
+    `token`: the bearer token to send; None means the URL's password, else `TEST_SERVICE_TOKEN`
+    (the service credential: it may do everything); "" sends none."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        origin: str | None = None,
+        token: str | None = None,
+        timeout: float = 15.0,
+    ):
+        plain_url, url_token = url_without_token(base_url)
+        self.base_url = plain_url.rstrip("/")
         self.origin = origin
+        self.token = (url_token or TEST_SERVICE_TOKEN) if token is None else token
         self.timeout = timeout
         self.session = requests.Session()
+        self.session.trust_env = False
 
     def close(self) -> None:
         self.session.close()
 
     def as_bridge(self) -> SalesConnectClient:
-        return SalesConnectClient(self.base_url, origin="salesforce", timeout=self.timeout)
+        return SalesConnectClient(
+            self.base_url, origin="salesforce", token=self.token, timeout=self.timeout
+        )
+
+    def with_token(self, token: str) -> SalesConnectClient:
+        """The same service as another caller (a user's API token; "" for nobody)."""
+        return SalesConnectClient(
+            self.base_url, origin=self.origin, token=token, timeout=self.timeout
+        )
+
+    def auth_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
 
     def request(
         self,
@@ -136,7 +185,7 @@ class SalesConnectClient:
         timeout: float | None = None,
     ) -> requests.Response:
         """Send a request and raise `SalesConnectError` unless it succeeded."""
-        sent = dict(headers or {})
+        sent = {**self.auth_headers(), **(headers or {})}
         if self.origin is not None and method not in ("GET", "HEAD"):
             sent.setdefault("X-Sync-Origin", self.origin)
         if idempotency_key is not None:
@@ -291,13 +340,23 @@ class SalesConnectClient:
 
 @dataclass
 class RunningSalesConnect:
-    url: str
+    """`url` carries the service token as its password (what `--salesconnect-url` of a bridge
+    process may be given); `base_url` is the plain address, for pages and raw requests."""
+
+    base_url: str
     database_url: str
     process: subprocess.Popen[bytes]
     log_path: Path
+    service_token: str = TEST_SERVICE_TOKEN
 
-    def client(self, *, origin: str | None = None) -> SalesConnectClient:
-        return SalesConnectClient(self.url, origin=origin)
+    @property
+    def url(self) -> str:
+        return url_with_token(self.base_url, self.service_token)
+
+    def client(self, *, origin: str | None = None, token: str | None = None) -> SalesConnectClient:
+        return SalesConnectClient(
+            self.base_url, origin=origin, token=self.service_token if token is None else token
+        )
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -315,13 +374,25 @@ def running_salesconnect(
     extra_args: Sequence[str] = (),
     env: Mapping[str, str] | None = None,
     startup_timeout: float = 30.0,
+    service_token: str = TEST_SERVICE_TOKEN,
 ) -> Iterator[RunningSalesConnect]:
-    """Start the service on a free port over `database_url`; stop it when the block ends."""
+    """Start the service on a free port over `database_url`; stop it when the block ends.
+    It accepts `service_token` as its service credential, unless `env` or `extra_args` name
+    the credential themselves."""
     workdir.mkdir(parents=True, exist_ok=True)
     tag = uuid.uuid4().hex[:8]
     ready_file = workdir / f"salesconnect-{tag}.ready.json"
     log_path = workdir / f"salesconnect-{tag}.log"
-    process_env = {**os.environ, **(env or {})}
+    process_env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(SERVICE_TOKEN_VARIABLE)
+    }
+    if not any(key.startswith(SERVICE_TOKEN_VARIABLE) for key in env or {}) and not any(
+        arg.startswith("--service-token") for arg in extra_args
+    ):
+        process_env[SERVICE_TOKEN_VARIABLE] = service_token
+    process_env.update(env or {})
     # The project's own folders first, whatever the editable install knew when it was made.
     process_env["PYTHONPATH"] = os.pathsep.join(
         p for p in (str(ROOT), process_env.get("PYTHONPATH", "")) if p
@@ -365,7 +436,11 @@ def running_salesconnect(
             )
         info = json.loads(ready_file.read_text())
         yield RunningSalesConnect(
-            url=str(info["url"]), database_url=database_url, process=process, log_path=log_path
+            base_url=str(info["url"]),
+            database_url=database_url,
+            process=process,
+            log_path=log_path,
+            service_token=service_token,
         )
     finally:
         stop_process(process)

@@ -44,7 +44,13 @@ from simple_salesforce.api import Salesforce
 
 from tests.support.emulator import EmulatorAdmin, EmulatorProcess, EmulatorUser
 from tests.support.rabbitmq import BrokerVhost, fresh_vhost
-from tests.support.salesconnect import ChangeJson, SalesConnectClient, UserJson
+from tests.support.salesconnect import (
+    SERVICE_TOKEN_VARIABLE,
+    TEST_SERVICE_TOKEN,
+    ChangeJson,
+    SalesConnectClient,
+    UserJson,
+)
 from tests.support.waiting import wait_for
 from workers.up import (
     BRIDGE_COMPONENTS,
@@ -358,9 +364,14 @@ class RunningSystem:
             SALESCONNECT,
             workdir,
             hermetic_environment(
-                {"TASKSYNC_SALESCONNECT_DB": options.salesconnect_db}
-                if options.salesconnect_db
-                else None
+                {
+                    SERVICE_TOKEN_VARIABLE: TEST_SERVICE_TOKEN,
+                    **(
+                        {"TASKSYNC_SALESCONNECT_DB": options.salesconnect_db}
+                        if options.salesconnect_db
+                        else {}
+                    ),
+                }
             ),
         )
         self.bridge: dict[str, ComponentProcess] = {}
@@ -402,6 +413,7 @@ class RunningSystem:
             management_url=self.vhost.management_url,
             salesconnect_url=self.salesconnect_url,
             ingress_secret=INGRESS_SECRET,
+            salesconnect_token=TEST_SERVICE_TOKEN,
         )
 
     def bridge_environment(self, name: str | None = None) -> dict[str, str]:
@@ -501,7 +513,8 @@ class RunningSystem:
 
     @property
     def salesconnect(self) -> SalesConnectClient:
-        """The Sales Connect API as a user (no X-Sync-Origin); one keep-alive client."""
+        """The Sales Connect API with the service token and no X-Sync-Origin (so its writes are
+        the users' own); one keep-alive client."""
         if self._salesconnect is None:
             self._salesconnect = SalesConnectClient(self.salesconnect_url)
         return self._salesconnect
