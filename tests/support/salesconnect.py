@@ -11,6 +11,9 @@
   `SalesConnectError` carrying the status, error code and field rules. It sends the service
   token unless given another (`token=`, or the password of a `http://tasksync:TOKEN@host` URL),
   or `token=""` for none.
+* `PageSession`: the pages as a signed-in person uses them (`SalesConnectClient.pages_as(user_id)`
+  sets the user a password and signs in): the session cookie is kept and every form POST
+  sends the CSRF token of the page read last, as the browser's form would.
 * pytest fixtures (import them into a conftest.py): `salesconnect_postgres_url`,
   `salesconnect_service` (session-scoped, parametrized over SQLite and PostgreSQL),
   `salesconnect` (a client for it) and `salesconnect_user` (a fresh user).
@@ -18,8 +21,10 @@
 
 from __future__ import annotations
 
+import html
 import json
 import os
+import re
 import secrets
 import signal
 import subprocess
@@ -133,6 +138,60 @@ class SalesConnectError(Exception):
         super().__init__(f"{response.request.method} {response.url}: {self.status} {self.message}")
 
 
+CSRF_INPUT: Final = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+class PageSession:
+    """The pages over one `requests.Session`, as a person in a browser uses them."""
+
+    def __init__(self, base_url: str, *, timeout: float = 15.0) -> None:
+        self.base_url = url_without_token(base_url)[0].rstrip("/")
+        self.timeout = timeout
+        self.http = requests.Session()
+        self.http.trust_env = False
+        self.csrf_token: str | None = None
+
+    def close(self) -> None:
+        self.http.close()
+
+    def get(self, path: str, *, allow_redirects: bool = True) -> requests.Response:
+        """GET a page; the CSRF token in its forms is kept for the next `post`."""
+        response = self.http.get(
+            self.base_url + path, allow_redirects=allow_redirects, timeout=self.timeout
+        )
+        found = CSRF_INPUT.search(response.text)
+        if found is not None:
+            self.csrf_token = html.unescape(found.group(1))
+        return response
+
+    def post(
+        self, path: str, data: Mapping[str, str] | None = None, *, csrf: bool = True
+    ) -> requests.Response:
+        """POST a form (not following the redirect), with the kept CSRF token unless told not."""
+        form = dict(data or {})
+        if csrf and self.csrf_token is not None:
+            form.setdefault("csrf_token", self.csrf_token)
+        return self.http.post(
+            self.base_url + path, data=form, allow_redirects=False, timeout=self.timeout
+        )
+
+    def sign_in(
+        self, email: str, password: str, *, next_path: str | None = None
+    ) -> requests.Response:
+        """Fill in the sign-in form; on success, read the page it leads to (for its token)."""
+        self.get("/sign-in")
+        form = {"email": email, "password": password}
+        if next_path is not None:
+            form["next"] = next_path
+        response = self.post("/sign-in", form)
+        if response.status_code == 303:
+            self.get(response.headers["location"])
+        return response
+
+    def sign_out(self) -> requests.Response:
+        return self.post("/sign-out")
+
+
 class SalesConnectClient:
     """The JSON API as methods. `origin="salesforce"` sends `X-Sync-Origin` on every write.
 
@@ -214,6 +273,7 @@ class SalesConnectClient:
         time_zone: str = "UTC",
         salesforce_user_id: str | None = None,
         user_id: str | None = None,
+        password: str | None = None,
     ) -> UserJson:
         body: dict[str, Any] = {
             "email": email or f"user-{uuid.uuid4().hex[:12]}@example.com",
@@ -224,7 +284,42 @@ class SalesConnectClient:
             body["salesforce_user_id"] = salesforce_user_id
         if user_id is not None:
             body["id"] = user_id
+        if password is not None:
+            body["password"] = password
         return cast(UserJson, self.request("POST", "/api/users", json_body=body).json())
+
+    def set_password(self, user_id: str, password: str) -> None:
+        self.request("PUT", f"/api/users/{user_id}/password", json_body={"password": password})
+
+    def create_token(self, user_id: str, name: str = "tests") -> dict[str, Any]:
+        """A new API token of the user: the record with `token` (shown this once)."""
+        response = self.request("POST", f"/api/users/{user_id}/tokens", json_body={"name": name})
+        return cast(dict[str, Any], response.json())
+
+    def list_tokens(self, user_id: str) -> list[dict[str, Any]]:
+        response = self.request("GET", f"/api/users/{user_id}/tokens")
+        return cast(list[dict[str, Any]], response.json()["tokens"])
+
+    def revoke_token(self, user_id: str, token_id: str) -> None:
+        self.request("DELETE", f"/api/users/{user_id}/tokens/{token_id}")
+
+    def me(self) -> dict[str, Any]:
+        return cast(dict[str, Any], self.request("GET", "/api/me").json())
+
+    def pages_as(self, user_id: str, password: str | None = None) -> PageSession:
+        """The pages signed in as the user, after setting their password (which ends the
+        user's other page sessions)."""
+        password = password or f"pw-{secrets.token_urlsafe(12)}"
+        self.set_password(user_id, password)
+        pages = PageSession(self.base_url, timeout=self.timeout)
+        response = pages.sign_in(self.get_user(user_id)["email"], password)
+        if response.status_code != 303:
+            raise AssertionError(f"signing in as {user_id} failed: {response.status_code}")
+        return pages
+
+    def as_user(self, user_id: str) -> SalesConnectClient:
+        """A client with a new API token of the user (made with this client's credential)."""
+        return self.with_token(self.create_token(user_id)["token"])
 
     def get_user(self, user_id: str) -> UserJson:
         return cast(UserJson, self.request("GET", f"/api/users/{user_id}").json())

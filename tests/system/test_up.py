@@ -157,7 +157,7 @@ def test_up_seeds_once_writes_endpoints_stops_on_ctrl_c_and_resumes(
         )
         assert set(endpoints["components"]) == {"emulator", "salesconnect"}
 
-        client = SalesConnectClient(salesconnect["url"])
+        client = SalesConnectClient(salesconnect["url"], token=salesconnect["service_token"])
         user = client.get_user(demo["salesconnect_user_id"])
         assert user["salesforce_user_id"] == salesforce["sales_rep"]["id"]
         assert client.settings(user["id"])["task_sync"] == "on"
@@ -196,8 +196,11 @@ def test_up_seeds_once_writes_endpoints_stops_on_ctrl_c_and_resumes(
         resumed = again.wait_serving()
         [resumed_demo] = resumed["demo_users"]
         assert resumed_demo["salesconnect_user_id"] == demo["salesconnect_user_id"]
+        assert resumed["salesconnect"]["service_token"] == salesconnect["service_token"]
         assert resumed["salesforce"]["org_id"] == salesforce["org_id"]
-        client = SalesConnectClient(resumed["salesconnect"]["url"])
+        client = SalesConnectClient(
+            resumed["salesconnect"]["url"], token=resumed["salesconnect"]["service_token"]
+        )
         assert client.get_task(kept["id"])["name"] == "Still here after a restart"
         settings = client.settings(demo["salesconnect_user_id"])
         assert settings["activity_subject_template"] == "[SC] {{activity_subject}}"
@@ -328,7 +331,9 @@ def test_up_runs_the_whole_system_and_it_syncs_both_ways(
             timeout=10,
         ).json()["access_token"]
         rep = Salesforce(instance_url=salesforce["instance_url"], session_id=token, session=session)
-        client = SalesConnectClient(endpoints["salesconnect"]["url"])
+        client = SalesConnectClient(
+            endpoints["salesconnect"]["url"], token=endpoints["salesconnect"]["service_token"]
+        )
         user_id = demo["salesconnect_user_id"]
         client_task = client.create_task(user_id, "Made in Sales Connect", "2026-12-01")
         rep_task = rep.Task.create(
