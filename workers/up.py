@@ -292,12 +292,15 @@ def unavailable_components(
 class DemoUser(TypedDict):
     name: str
     email: str
+    password: str
+    api_token: str
     salesconnect_user_id: str
     salesforce_user_id: str
     salesforce_username: str
     salesforce_password: str
     command_center_url: str
     settings_url: str
+    sign_in_url: str
 
 
 def management_ui_url(management_url: str) -> str:
@@ -777,17 +780,24 @@ def seed_demo_user(
     state: UpState, salesconnect_url: str, emulator: Mapping[str, Any]
 ) -> tuple[DemoUser, bool]:
     """The demo Sales Connect user connected to the emulator's sales rep with sync on, created
-    the first time only (a user who later turns sync off keeps it off). True when created now."""
+    the first time only (a user who later turns sync off keeps it off), with a page password
+    and an API token (made again if revoked). True when created now."""
     rep = emulator["sales_rep"]
     token = state.service_token
+    known = dict(state.demo_user or {})
+    password = str(known.get("password") or f"demo-{secrets.token_urlsafe(12)}")
     if state.demo_user is not None:
-        existing = _sc_request(
-            "GET",
-            f"{salesconnect_url}/api/users/{quote(state.demo_user['salesconnect_user_id'])}",
-            token=token,
-        )
+        user_id = state.demo_user["salesconnect_user_id"]
+        existing = _sc_request("GET", f"{salesconnect_url}/api/users/{quote(user_id)}", token=token)
         if existing.status_code == 200:
-            return _demo_user(salesconnect_url, state.demo_user["salesconnect_user_id"], rep), False
+            if not known.get("password"):  # seeded by a build without sign-in
+                _set_demo_password(salesconnect_url, token, user_id, password)
+            api_token = _demo_api_token(salesconnect_url, token, user_id, known.get("api_token"))
+            demo = _demo_user(salesconnect_url, user_id, rep, password, api_token)
+            if demo != state.demo_user:
+                state.demo_user = demo
+                state.save()
+            return demo, False
     created = _sc_request(
         "POST",
         f"{salesconnect_url}/api/users",
@@ -797,6 +807,7 @@ def seed_demo_user(
             "name": DEMO_USER_NAME,
             "time_zone": local_time_zone(),
             "salesforce_user_id": rep["id"],
+            "password": password,
         },
     )
     if created.status_code == 201:
@@ -808,6 +819,7 @@ def seed_demo_user(
         if found is None:
             raise click.ClickException(f"cannot seed the demo user: {created.text}")
         user_id = found
+        _set_demo_password(salesconnect_url, token, user_id, password)
     else:
         raise click.ClickException(
             f"cannot seed the demo user: Sales Connect answered {created.status_code} "
@@ -823,22 +835,64 @@ def seed_demo_user(
         raise click.ClickException(
             f"cannot turn sync on for the demo user: {enabled.status_code} {enabled.text}"
         )
-    demo = _demo_user(salesconnect_url, user_id, rep)
+    api_token = _demo_api_token(salesconnect_url, token, user_id, None)
+    demo = _demo_user(salesconnect_url, user_id, rep, password, api_token)
     state.demo_user = demo
     state.save()
     return demo, True
 
 
-def _demo_user(salesconnect_url: str, user_id: str, rep: Mapping[str, Any]) -> DemoUser:
+def _set_demo_password(salesconnect_url: str, token: str, user_id: str, password: str) -> None:
+    response = _sc_request(
+        "PUT",
+        f"{salesconnect_url}/api/users/{quote(user_id)}/password",
+        token=token,
+        json_body={"password": password},
+    )
+    if response.status_code != 204:
+        raise click.ClickException(
+            f"cannot set the demo user's password: {response.status_code} {response.text}"
+        )
+
+
+def _demo_api_token(salesconnect_url: str, token: str, user_id: str, known: object) -> str:
+    """The demo user's API token: the one made before while it still works, else a new one."""
+    if isinstance(known, str) and known:
+        check = _sc_request("GET", f"{salesconnect_url}/api/me", token=known)
+        if check.status_code == 200 and check.json().get("user_id") == user_id:
+            return known
+    created = _sc_request(
+        "POST",
+        f"{salesconnect_url}/api/users/{quote(user_id)}/tokens",
+        token=token,
+        json_body={"name": "tasksync up demo"},
+    )
+    if created.status_code != 201:
+        raise click.ClickException(
+            f"cannot make the demo user's API token: {created.status_code} {created.text}"
+        )
+    return str(created.json()["token"])
+
+
+def _demo_user(
+    salesconnect_url: str,
+    user_id: str,
+    rep: Mapping[str, Any],
+    password: str,
+    api_token: str,
+) -> DemoUser:
     return DemoUser(
         name=DEMO_USER_NAME,
         email=DEMO_USER_EMAIL,
+        password=password,
+        api_token=api_token,
         salesconnect_user_id=user_id,
         salesforce_user_id=str(rep["id"]),
         salesforce_username=str(rep["username"]),
         salesforce_password=str(rep["password"]),
         command_center_url=f"{salesconnect_url}/users/{user_id}/command-center",
         settings_url=f"{salesconnect_url}/users/{user_id}/settings",
+        sign_in_url=f"{salesconnect_url}/sign-in",
     )
 
 
@@ -1089,10 +1143,11 @@ def up(
     service, the ingress, both producers and both workers, as child processes whose output is
     prefixed with their name (and kept in DATA_DIR/logs/).
 
-    Declares the RabbitMQ topology, seeds once a demo Sales Connect user connected to the
-    emulator's sales rep with sync on, points the emulator's notifications at the ingress,
-    prints what to open and writes DATA_DIR/endpoints.json (every URL and credential, for
-    scripts). A child that exits is restarted with a growing pause; one that keeps failing
+    Declares the RabbitMQ topology, makes the Sales Connect service token the bridge uses,
+    seeds once a demo Sales Connect user connected to the emulator's sales rep with sync on
+    (with a page password and an API token), points the emulator's notifications at the
+    ingress, prints what to open (and how to sign in) and writes DATA_DIR/endpoints.json (every
+    URL and credential, for scripts). A child that exits is restarted with a growing pause; one that keeps failing
     stops everything. Ctrl-C or SIGTERM stops the children (SIGTERM, then SIGKILL after
     --stop-timeout); running it again resumes with the data kept in DATA_DIR.
 
@@ -1231,6 +1286,7 @@ def _banner(run: _Run, endpoints: Path) -> str:
         lines += [
             f"  Command Center   {user['command_center_url']}  ({user['name']})",
             f"  Settings         {user['settings_url']}",
+            f"                   sign in as {user['email']} / {user['password']}",
         ]
     lines += [
         f"  Sales Connect    {run.salesconnect_url}/  (users; API described at /openapi.json)",

@@ -16,14 +16,16 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import click
+import pytest
 import requests
 from simple_salesforce.api import Salesforce
 
 from tests.support.emulator import http_session
 from tests.support.rabbitmq import BrokerVhost, free_port
-from tests.support.salesconnect import SalesConnectClient
+from tests.support.salesconnect import PageSession, SalesConnectClient, SalesConnectError
 from tests.support.system import hermetic_environment
 from tests.support.waiting import wait_for
 from workers.up import (
@@ -161,8 +163,20 @@ def test_up_seeds_once_writes_endpoints_stops_on_ctrl_c_and_resumes(
         user = client.get_user(demo["salesconnect_user_id"])
         assert user["salesforce_user_id"] == salesforce["sales_rep"]["id"]
         assert client.settings(user["id"])["task_sync"] == "on"
-        assert requests.get(demo["command_center_url"], timeout=10).status_code == 200
-        assert requests.get(demo["settings_url"], timeout=10).status_code == 200
+        signed_out = requests.get(demo["command_center_url"], timeout=10, allow_redirects=False)
+        assert signed_out.status_code == 303  # to sign-in
+        pages = PageSession(salesconnect["url"])
+        assert pages.sign_in(demo["email"], demo["password"]).status_code == 303
+        assert "Command Center" in pages.get(urlsplit(demo["command_center_url"]).path).text
+        assert "Settings" in pages.get(urlsplit(demo["settings_url"]).path).text
+        as_demo = SalesConnectClient(salesconnect["url"], token=demo["api_token"])
+        assert as_demo.me()["user_id"] == demo["salesconnect_user_id"]
+        with pytest.raises(SalesConnectError) as refused:
+            as_demo.changes()
+        assert refused.value.status == 403
+        with pytest.raises(SalesConnectError) as anonymous:
+            SalesConnectClient(salesconnect["url"], token="").me()
+        assert anonymous.value.status == 401
         session = http_session(salesforce["ca_path"])
         assert session.get(f"{salesforce['admin_url']}/health", timeout=10).json()["ok"]
         token = session.post(
@@ -187,6 +201,7 @@ def test_up_seeds_once_writes_endpoints_stops_on_ctrl_c_and_resumes(
 
     assert f"[up]   Command Center   {demo['command_center_url']}" in output
     assert f"[up]   Settings         {demo['settings_url']}" in output
+    assert f"sign in as {demo['email']} / {demo['password']}" in output
     assert f"[up]   Salesforce       {salesforce['instance_url']}" in output
     assert "[emulator] Salesforce emulator serving" in output
     assert "seeded the demo user" in output
@@ -196,6 +211,10 @@ def test_up_seeds_once_writes_endpoints_stops_on_ctrl_c_and_resumes(
         resumed = again.wait_serving()
         [resumed_demo] = resumed["demo_users"]
         assert resumed_demo["salesconnect_user_id"] == demo["salesconnect_user_id"]
+        assert (resumed_demo["password"], resumed_demo["api_token"]) == (
+            demo["password"],
+            demo["api_token"],
+        )
         assert resumed["salesconnect"]["service_token"] == salesconnect["service_token"]
         assert resumed["salesforce"]["org_id"] == salesforce["org_id"]
         client = SalesConnectClient(
