@@ -1147,9 +1147,9 @@ def up(
     seeds once a demo Sales Connect user connected to the emulator's sales rep with sync on
     (with a page password and an API token), points the emulator's notifications at the
     ingress, prints what to open (and how to sign in) and writes DATA_DIR/endpoints.json (every
-    URL and credential, for scripts). A child that exits is restarted with a growing pause; one that keeps failing
-    stops everything. Ctrl-C or SIGTERM stops the children (SIGTERM, then SIGKILL after
-    --stop-timeout); running it again resumes with the data kept in DATA_DIR.
+    URL and credential, for scripts). A child that exits is restarted with a growing pause; one
+    that keeps failing stops everything. Ctrl-C or SIGTERM stops the children (SIGTERM, then
+    SIGKILL after --stop-timeout); running it again resumes with the data kept in DATA_DIR.
 
     Exit codes: 0 stopped by Ctrl-C/SIGTERM; 1 a component cannot start (not in this build,
     busy port, crashed while starting) or kept failing; 3 RabbitMQ unreachable or refusing.
