@@ -378,7 +378,8 @@ class Pages:
                 status_code=400,
             )
         self.throttle.succeeded(key)
-        cookie = await run_in_threadpool(self._start_session, user_id, password)
+        previous = request.cookies.get(SESSION_COOKIE)
+        cookie = await run_in_threadpool(self._start_session, user_id, password, previous)
         response = _see_other(next_path or f"/users/{quote(user_id)}/command-center")
         response.set_cookie(
             SESSION_COOKIE,
@@ -392,11 +393,14 @@ class Pages:
         response.delete_cookie(SIGN_IN_COOKIE, path="/sign-in")
         return response
 
-    def _start_session(self, user_id: str, password: str) -> str:
+    def _start_session(self, user_id: str, password: str, previous: str | None) -> str:
+        """A new session (never the one the browser came with, which ends here)."""
         with self.database.read() as connection:
             stale = credentials.needs_rehash(connection, user_id)
         fresh = credentials.hash_password(password) if stale else None
         with self.database.write() as transaction:
+            if previous:
+                credentials.end_session(transaction, previous)
             if fresh is not None:
                 credentials.replace_password_hash(transaction, user_id, fresh)
             cookie, _session = credentials.create_session(transaction, user_id)

@@ -565,6 +565,31 @@ def test_sign_out_ends_the_session_for_good(
     replay.http.cookies.set("salesconnect_session", stolen)
     assert replay.get(command_center, allow_redirects=False).status_code == 303
 
+    # Signing in starts a new session and ends the one the browser came with.
+    pages.sign_in(carol["email"], "carols-own-password")
+    first = pages.http.cookies["salesconnect_session"]
+    form = PageSession(salesconnect_service.base_url)
+    form.get("/sign-in")
+    again = form.http.post(
+        form.base_url + "/sign-in",
+        data={
+            "email": carol["email"],
+            "password": "carols-own-password",
+            "csrf_token": form.csrf_token or "",
+        },
+        headers={
+            "Cookie": f"salesconnect_sign_in={form.http.cookies['salesconnect_sign_in']}; "
+            f"salesconnect_session={first}"
+        },
+        allow_redirects=False,
+        timeout=10,
+    )
+    assert again.status_code == 303
+    assert again.cookies["salesconnect_session"] != first
+    later = PageSession(salesconnect_service.base_url)
+    later.http.cookies.set("salesconnect_session", first)
+    assert later.get(command_center, allow_redirects=False).status_code == 303
+
 
 def test_a_new_password_ends_the_users_sessions(
     salesconnect_service: RunningSalesConnect, salesconnect: SalesConnectClient, carol: UserJson
