@@ -18,12 +18,15 @@ import enum
 import uuid
 from collections.abc import Iterable, Mapping
 from datetime import date, datetime
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from bridge.ledger.records import SourceStamp
 from bridge.mapping import MAPPED_SALESFORCE_FIELDS
 from schemas.fields import format_utc_stamp
 from schemas.task_change import NEUTRAL_FIELDS, ChangedFields, Op, TaskChange
+
+if TYPE_CHECKING:
+    from bridge.ledger import Ledger
 
 # The known "deleted" state of a Salesforce Task, kept beside its field fingerprints: whoever
 # deletes it (the applier) or sees it deleted (a producer) records True, whoever creates it or
@@ -100,6 +103,15 @@ def stamp_claims(changes: Iterable[TaskChange]) -> list[tuple[str, SourceStamp, 
         for change in changes
         if change.record.salesconnect_task_id and (fields := claimed_fields(change))
     ]
+
+
+def existence_won(ledger: Ledger, salesconnect_task_id: str, change: TaskChange) -> bool:
+    """Claim the task's existence for a delete or undelete; False when a later one of this
+    task holds it (the appliers then skip the change)."""
+    claim = ledger.claim_fields(
+        stamp_key(salesconnect_task_id), SourceStamp.of(change), [EXISTENCE_FIELD]
+    )
+    return EXISTENCE_FIELD in claim.won
 
 
 def claimed_fields(change: TaskChange) -> list[str]:

@@ -26,7 +26,7 @@ from bridge.ledger import Ledger, SourceStamp, TaskLink
 from bridge.mapping import UNTITLED_TASK_NAME, render_subject
 from bridge.messaging import APPLIED, SKIPPED, Delivery, Outcome
 from bridge.salesconnect.client import SalesConnectClient, SalesConnectTask, SyncUser
-from bridge.sync.conventions import EXISTENCE_FIELD, salesconnect_known_values, stamp_key
+from bridge.sync.conventions import existence_won, salesconnect_known_values, stamp_key
 from bridge.sync.directory import SyncUserDirectory
 from schemas.task_change import Op, Origin, TaskChange
 
@@ -70,7 +70,7 @@ class SalesConnectTaskApplier:
         lost_existence = (
             change.op in (Op.DELETE, Op.UNDELETE)
             and task is not None
-            and not self._existence_won(task.id, change)
+            and not existence_won(self.ledger, task.id, change)
         )
         if lost_existence:
             return SKIPPED  # a later delete or undelete of this task won
@@ -162,12 +162,6 @@ class SalesConnectTaskApplier:
                 return fresh
             task = fresh
         raise _version_race(task.id)
-
-    def _existence_won(self, task_id: str, change: TaskChange) -> bool:
-        claim = self.ledger.claim_fields(
-            stamp_key(task_id), SourceStamp.of(change), [EXISTENCE_FIELD]
-        )
-        return EXISTENCE_FIELD in claim.won
 
     def _name_from_subject(
         self, user: SyncUser, task: SalesConnectTask, change: TaskChange

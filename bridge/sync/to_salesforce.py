@@ -49,6 +49,7 @@ from bridge.salesforce.tasks import (
 from bridge.sync.conventions import (
     DELETED_FIELD,
     EXISTENCE_FIELD,
+    existence_won,
     salesforce_known_values,
     stamp_key,
 )
@@ -218,7 +219,7 @@ class SalesforceTaskApplier:
         if change.op is Op.DELETE:
             if not salesforce_id:
                 return SKIPPED
-            if not self._existence_won(change):
+            if not existence_won(self.ledger, salesconnect_id, change):
                 return SKIPPED  # a later undelete of this task won
             return _Delete(index, change, user, salesconnect_id, salesforce_id)
         if salesforce_id and not self._recreate(change, salesforce_id):
@@ -227,12 +228,6 @@ class SalesforceTaskApplier:
         if values is None:
             return SKIPPED
         return _Pending(index, change, user, None, values, replaces=salesforce_id)
-
-    def _existence_won(self, change: TaskChange) -> bool:
-        claim = self.ledger.claim_fields(
-            stamp_key(_sc_id(change)), SourceStamp.of(change), [EXISTENCE_FIELD]
-        )
-        return EXISTENCE_FIELD in claim.won
 
     def _recreate(self, change: TaskChange, salesforce_id: str) -> bool:
         """A restored Sales Connect task whose Task is in the recycle bin gets a new Task: the
