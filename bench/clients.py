@@ -3,11 +3,14 @@ over the JSON API, a Salesforce user through simple-salesforce, and the emulator
 
 They are deliberately not the bridge's own clients (`bridge.salesconnect`, `bridge.salesforce`):
 a user's writes carry no `X-Sync-Origin` and a user's Salesforce calls are counted under their
-own `Sforce-Call-Options` client, so the bridge's counters never include them.
+own `Sforce-Call-Options` client, so the bridge's counters never include them. The Sales Connect
+client sends `BENCH_SERVICE_TOKEN` (the service credential every Sales Connect the benchmarks
+start accepts, see `bench.system.hermetic_environment`) unless given a user's token.
 """
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final, cast
@@ -19,6 +22,8 @@ from salesconnect.stamps import text_to_ms
 
 USER_CLIENT: Final = "user"
 BENCH_CLIENT: Final = "bench"
+# One per process, so no run's credential is ever written down anywhere.
+BENCH_SERVICE_TOKEN: Final = "sc-bench-" + secrets.token_urlsafe(32)
 
 
 class ApiError(Exception):
@@ -55,11 +60,15 @@ def stamp_ms(text: str) -> int:
 class SalesConnectUser:
     """The Sales Connect JSON API as its users (and its admin pages) use it."""
 
-    def __init__(self, base_url: str, *, timeout: float = 30.0) -> None:
+    def __init__(
+        self, base_url: str, *, token: str = BENCH_SERVICE_TOKEN, timeout: float = 30.0
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self.session = requests.Session()
         self.session.trust_env = False
+        if token:
+            self.session.headers["Authorization"] = f"Bearer {token}"
 
     def close(self) -> None:
         self.session.close()

@@ -33,7 +33,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import pika
 import requests
 
-from bench.clients import EmulatorAdmin, SalesConnectUser, salesforce_as
+from bench.clients import BENCH_SERVICE_TOKEN, EmulatorAdmin, SalesConnectUser, salesforce_as
 from bridge.messaging import Direction, ParkedMessage, ParkedQueue, Topology
 from bridge.messaging.connection import connection_parameters
 from bridge.messaging.management import ManagementApi
@@ -112,9 +112,11 @@ def _exit_with_parent() -> None:
 
 def hermetic_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """This process's environment without TASKSYNC_* settings (a developer's own must not
-    leak into the measured system), unbuffered output, plus `extra`."""
+    leak into the measured system), unbuffered output, the Sales Connect service token the
+    benchmarks' clients send (`BENCH_SERVICE_TOKEN`), plus `extra`."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("TASKSYNC_")}
     env["PYTHONUNBUFFERED"] = "1"
+    env["TASKSYNC_SALESCONNECT_SERVICE_TOKEN"] = BENCH_SERVICE_TOKEN
     env.update(extra or {})
     return env
 
@@ -639,6 +641,7 @@ class System:
             management_url=self.vhost.management_url,
             salesconnect_url=self.salesconnect.url,
             ingress_secret=INGRESS_SECRET,
+            salesconnect_token=BENCH_SERVICE_TOKEN,
         )
 
     def bridge_environment(self, name: str | None = None) -> dict[str, str]:

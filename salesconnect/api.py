@@ -3,14 +3,18 @@
 Endpoints read the request on the event loop, then do their database work in the thread pool
 (SQLAlchemy Core is synchronous). Every write runs in one transaction through `_write`, which
 also answers retries that carry an `Idempotency-Key` from what it stored the first time.
+
+Every endpoint but `/healthz` is guarded (`Access`, see `salesconnect.auth`): the caller is
+authenticated first (401), then held to what it may do (403), before the request is read.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
@@ -21,12 +25,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from salesconnect import api_schemas, idempotency, task_store, user_store
+from salesconnect import api_schemas, credentials, idempotency, task_store, user_store
+from salesconnect.auth import SERVICE, Authenticator, Principal, not_yours, service_only
 from salesconnect.change_feed import RECHECK_INTERVAL, ChangeNotifier, read_changes
 from salesconnect.command_center import CommandCenter, command_center
 from salesconnect.database import Database, WriteTransaction
 from salesconnect.errors import (
     ConflictError,
+    ForbiddenError,
     InvalidInputError,
     NotFoundError,
     UnprocessableRequestError,
@@ -57,6 +63,18 @@ from schemas.fields import format_calendar_date
 
 JSON_MEDIA_TYPE: Final = "application/json"
 REPLAYED_HEADER: Final = "Idempotent-Replayed"
+NO_STORE: Final = {"Cache-Control": "no-store"}
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+class Access(enum.Enum):
+    """Who may call an endpoint (any authenticated caller sees only what is theirs)."""
+
+    OPEN = "open"  # no credential needed
+    SERVICE = "service"  # the service credential only
+    OWNER = "owner"  # the service, or the user named by the path's user_id
+    CALLER = "caller"  # any authenticated caller; the endpoint checks what it touches
 
 
 def dump_json(payload: Any) -> str:
@@ -186,45 +204,127 @@ def stored_response(stored: idempotency.StoredResponse, *, replayed: bool) -> Re
     return Response(stored.body, stored.status_code, headers, media_type=JSON_MEDIA_TYPE)
 
 
+def token_json(token: credentials.ApiToken) -> dict[str, Any]:
+    return {
+        "id": token.id,
+        "user_id": token.user_id,
+        "name": token.name,
+        "created_at": ms_to_text(token.created_at),
+        "revoked_at": ms_to_text(token.revoked_at),
+    }
+
+
 def _path_id(request: Request, name: str) -> str:
     value: str = request.path_params[name]
     return value
 
 
+def principal_of(request: Request) -> Principal:
+    principal: Principal = getattr(request.state, "principal", SERVICE)
+    return principal
+
+
+def _check_task_owner(connection: Any, request: Request, task_id: str) -> None:
+    """Another user's task answers exactly as a task that does not exist."""
+    principal = principal_of(request)
+    if principal.is_service:
+        return
+    if task_store.task_owner(connection, task_id) != principal.user_id:
+        raise NotFoundError("task_not_found", f"No task with id {task_id!r}.")
+
+
 class JsonApi:
     """The `/api` endpoints over one database; `notifier` wakes long-polling feed readers."""
 
-    def __init__(self, database: Database, notifier: ChangeNotifier) -> None:
+    def __init__(
+        self, database: Database, notifier: ChangeNotifier, authenticator: Authenticator
+    ) -> None:
         self.database = database
         self.notifier = notifier
+        self.authenticator = authenticator
 
     def routes(self) -> list[Route]:
-        return [
-            Route("/api/users", self.create_user, methods=["POST"]),
-            Route("/api/users", self.list_users, methods=["GET"]),
-            Route("/api/users/{user_id}", self.get_user, methods=["GET"]),
-            Route("/api/users/{user_id}", self.update_user, methods=["PATCH"]),
-            Route("/api/users/{user_id}/settings", self.get_settings, methods=["GET"]),
-            Route("/api/users/{user_id}/settings", self.update_settings, methods=["PUT"]),
-            Route("/api/users/{user_id}/sync-state", self.report_sync_state, methods=["PUT"]),
-            Route("/api/users/{user_id}/tasks", self.create_task, methods=["POST"]),
-            Route("/api/users/{user_id}/tasks", self.list_tasks, methods=["GET"]),
-            Route("/api/users/{user_id}/command-center", self.command_center, methods=["GET"]),
-            Route("/api/tasks/{task_id}", self.get_task, methods=["GET"]),
-            Route("/api/tasks/{task_id}", self.update_task, methods=["PATCH"]),
-            Route("/api/tasks/{task_id}", self.delete_task, methods=["DELETE"]),
-            Route("/api/tasks/{task_id}/restore", self.restore_task, methods=["POST"]),
-            Route("/api/salesforce-links", self.set_salesforce_links, methods=["PUT"]),
-            Route("/api/changes", self.changes, methods=["GET"]),
-            Route("/healthz", self.health, methods=["GET"]),
+        service, owner, caller = Access.SERVICE, Access.OWNER, Access.CALLER
+        table: list[tuple[str, str, Endpoint, Access]] = [
+            ("/api/users", "POST", self.create_user, service),
+            ("/api/users", "GET", self.list_users, service),
+            ("/api/users/{user_id}", "GET", self.get_user, owner),
+            ("/api/users/{user_id}", "PATCH", self.update_user, owner),
+            ("/api/users/{user_id}/settings", "GET", self.get_settings, owner),
+            ("/api/users/{user_id}/settings", "PUT", self.update_settings, owner),
+            ("/api/users/{user_id}/sync-state", "PUT", self.report_sync_state, service),
+            ("/api/users/{user_id}/password", "PUT", self.set_password, service),
+            ("/api/users/{user_id}/tokens", "POST", self.create_token, service),
+            ("/api/users/{user_id}/tokens", "GET", self.list_tokens, owner),
+            ("/api/users/{user_id}/tokens/{token_id}", "DELETE", self.revoke_token, owner),
+            ("/api/users/{user_id}/tasks", "POST", self.create_task, owner),
+            ("/api/users/{user_id}/tasks", "GET", self.list_tasks, owner),
+            ("/api/users/{user_id}/command-center", "GET", self.command_center, owner),
+            ("/api/tasks/{task_id}", "GET", self.get_task, caller),
+            ("/api/tasks/{task_id}", "PATCH", self.update_task, caller),
+            ("/api/tasks/{task_id}", "DELETE", self.delete_task, caller),
+            ("/api/tasks/{task_id}/restore", "POST", self.restore_task, caller),
+            ("/api/salesforce-links", "PUT", self.set_salesforce_links, service),
+            ("/api/changes", "GET", self.changes, service),
+            ("/api/me", "GET", self.me, caller),
+            ("/healthz", "GET", self.health, Access.OPEN),
         ]
+        return [
+            Route(path, self._guarded(endpoint, access), methods=[method])
+            for path, method, endpoint, access in table
+        ]
+
+    def _guarded(self, endpoint: Endpoint, access: Access) -> Endpoint:
+        """Authenticate, then authorize, before the endpoint reads anything."""
+        if access is Access.OPEN:
+            return endpoint
+
+        async def guarded(request: Request) -> Response:
+            principal = await self.authenticator.principal(request)
+            if not principal.is_service:
+                if SYNC_ORIGIN_HEADER.lower() in request.headers:
+                    raise ForbiddenError(
+                        "forbidden",
+                        f"Only the service credential may send {SYNC_ORIGIN_HEADER}: it marks "
+                        "the bridge's own writes, which are never synced back.",
+                        fields={SYNC_ORIGIN_HEADER: ["Must not be sent with a user's token."]},
+                    )
+                if access is Access.SERVICE:
+                    raise service_only(f"{request.method} {request.url.path}")
+                user_id = request.path_params.get("user_id")
+                if access is Access.OWNER and not principal.may_act_for(user_id or ""):
+                    raise not_yours(user_id or "?")
+            request.state.principal = principal
+            return await endpoint(request)
+
+        guarded.__name__ = endpoint.__name__
+        return guarded
 
     # -- the write path -------------------------------------------------------------------
 
     async def _write(
-        self, request: Request, body: Any, work: Callable[[WriteTransaction], WriteResult]
+        self,
+        request: Request,
+        body: Any,
+        work: Callable[[WriteTransaction], WriteResult],
+        *,
+        allow_key: bool = True,
     ) -> Response:
         key = idempotency_key(request)
+        if key is not None and not allow_key:
+            raise InvalidInputError(
+                {
+                    IDEMPOTENCY_KEY_HEADER: [
+                        "Not accepted here: the answer holds a secret shown once, which is "
+                        "never stored for a replay."
+                    ]
+                }
+            )
+        if key is not None:
+            key = principal_of(request).idempotency_key(key)
+        if isinstance(body, dict) and "password" in body:
+            # Never keep a fast digest of a password: the fingerprint notes only that one came.
+            body = {**body, "password": True}
         fingerprint = idempotency.request_fingerprint(
             method=request.method,
             path=request.url.path,
@@ -290,12 +390,75 @@ class JsonApi:
             time_zone=data["time_zone"],
             salesforce_user_id=data.get("salesforce_user_id"),
         )
+        password = data.get("password")
+        password_hash = (
+            None
+            if password is None
+            else await run_in_threadpool(credentials.hash_password, password)
+        )
 
         def work(transaction: WriteTransaction) -> WriteResult:
             user = user_store.create_user(transaction, draft)
+            if password_hash is not None:
+                credentials.set_password(transaction, user.id, password_hash)
             return WriteResult(201, user_json(user), {"Location": f"/api/users/{user.id}"})
 
         return await self._write(request, body, work)
+
+    async def set_password(self, request: Request) -> Response:
+        """Set the user's page password (and end their page sessions)."""
+        user_id = _path_id(request, "user_id")
+        body = await read_json_object(request)
+        assert body is not None
+        password = load(api_schemas.PasswordSchema(), body)["password"]
+        password_hash = await run_in_threadpool(credentials.hash_password, password)
+
+        def work(transaction: WriteTransaction) -> WriteResult:
+            credentials.set_password(transaction, user_id, password_hash)
+            return WriteResult(204)
+
+        return await self._write(request, body, work)
+
+    async def create_token(self, request: Request) -> Response:
+        user_id = _path_id(request, "user_id")
+        body = await read_json_object(request)
+        assert body is not None
+        name = load(api_schemas.TokenCreateSchema(), body)["name"]
+
+        def work(transaction: WriteTransaction) -> WriteResult:
+            token, secret = credentials.create_token(transaction, user_id, name)
+            return WriteResult(201, {**token_json(token), "token": secret}, dict(NO_STORE))
+
+        return await self._write(request, body, work, allow_key=False)
+
+    async def list_tokens(self, request: Request) -> Response:
+        user_id = _path_id(request, "user_id")
+
+        def read() -> dict[str, Any]:
+            with self.database.read() as connection:
+                tokens = credentials.list_tokens(connection, user_id)
+            return {"tokens": [token_json(token) for token in tokens]}
+
+        return json_response(await run_in_threadpool(read))
+
+    async def revoke_token(self, request: Request) -> Response:
+        user_id, token_id = _path_id(request, "user_id"), _path_id(request, "token_id")
+
+        def work(transaction: WriteTransaction) -> WriteResult:
+            credentials.revoke_token(transaction, user_id, token_id)
+            return WriteResult(204)
+
+        return await self._write(request, None, work)
+
+    async def me(self, request: Request) -> Response:
+        principal = principal_of(request)
+        return json_response(
+            {
+                "kind": "service" if principal.is_service else "user",
+                "user_id": principal.user_id,
+                "token_id": principal.token_id,
+            }
+        )
 
     async def list_users(self, request: Request) -> Response:
         query = load_query(api_schemas.UserListQuerySchema(), request)
@@ -330,6 +493,12 @@ class JsonApi:
         body = await read_json_object(request)
         assert body is not None
         data = load(api_schemas.UserPatchSchema(), body)
+        if "salesforce_user_id" in data and not principal_of(request).is_service:
+            raise ForbiddenError(
+                "forbidden",
+                "Only the service credential may connect a user to a Salesforce user.",
+                fields={"salesforce_user_id": ["Must not be sent with a user's token."]},
+            )
         edit = UserEdit(**data)
 
         def work(transaction: WriteTransaction) -> WriteResult:
@@ -473,6 +642,7 @@ class JsonApi:
 
         def read() -> Task:
             with self.database.read() as connection:
+                _check_task_owner(connection, request, task_id)
                 return task_store.get_task(
                     connection, task_id, include_deleted=query["include_deleted"]
                 )
@@ -492,6 +662,7 @@ class JsonApi:
         edit = TaskEdit(**data)
 
         def work(transaction: WriteTransaction) -> WriteResult:
+            _check_task_owner(transaction.connection, request, task_id)
             task = task_store.update_task(transaction, task_id, edit, origin, precondition)
             return task_result(task)
 
@@ -503,6 +674,7 @@ class JsonApi:
         precondition = self._precondition(request)
 
         def work(transaction: WriteTransaction) -> WriteResult:
+            _check_task_owner(transaction.connection, request, task_id)
             task = task_store.delete_task(transaction, task_id, origin, precondition)
             return WriteResult(204, None, {"ETag": task.etag})
 
@@ -514,6 +686,7 @@ class JsonApi:
         precondition = self._precondition(request)
 
         def work(transaction: WriteTransaction) -> WriteResult:
+            _check_task_owner(transaction.connection, request, task_id)
             return task_result(task_store.restore_task(transaction, task_id, origin, precondition))
 
         return await self._write(request, None, work)

@@ -32,6 +32,9 @@ USER_NAME_MAX_LENGTH: Final = 200
 EMAIL_MAX_LENGTH: Final = 320
 TEMPLATE_MAX_LENGTH: Final = 1000
 SYNC_ERROR_MAX_LENGTH: Final = 10_000
+PASSWORD_MIN_LENGTH: Final = 12
+PASSWORD_MAX_LENGTH: Final = 1000
+TOKEN_NAME_MAX_LENGTH: Final = 200
 PAGE_LIMIT_MAX: Final = 1000
 WAIT_MAX_SECONDS: Final = 30.0
 NOT_BLANK_PATTERN: Final = r"\S"
@@ -136,6 +139,27 @@ def _details(**kwargs: Any) -> Text:
     )
 
 
+def _password(**kwargs: Any) -> Text:
+    return Text(
+        load_only=True,
+        validate=[
+            validate.Length(
+                min=PASSWORD_MIN_LENGTH,
+                max=PASSWORD_MAX_LENGTH,
+                error=f"Must be {PASSWORD_MIN_LENGTH}-{PASSWORD_MAX_LENGTH} characters long.",
+            ),
+            _not_blank,
+        ],
+        metadata={
+            "description": "The page sign-in password; stored only as an argon2id hash",
+            "format": "password",
+            "writeOnly": True,
+            "pattern": NOT_BLANK_PATTERN,
+        },
+        **kwargs,
+    )
+
+
 class StrictSchema(Schema):
     class Meta:
         unknown = RAISE
@@ -163,6 +187,19 @@ class UserCreateSchema(StrictSchema):
     salesforce_user_id = _salesforce_id(
         allow_none=True,
         metadata={"description": "The Salesforce user this user is connected to"},
+    )
+    password = _password()
+
+
+class PasswordSchema(StrictSchema):
+    password = _password(required=True)
+
+
+class TokenCreateSchema(StrictSchema):
+    name = Text(
+        required=True,
+        validate=[validate.Length(min=1, max=TOKEN_NAME_MAX_LENGTH), _not_blank],
+        metadata={"description": "What the token is for, e.g. the script using it"},
     )
 
 
@@ -450,6 +487,34 @@ class ChangePageSchema(StrictSchema):
     head_seq = fields.Integer(
         required=True, metadata={"description": "The newest seq committed when this was read"}
     )
+
+
+class TokenSchema(StrictSchema):
+    id = fields.String(required=True)
+    user_id = fields.String(required=True)
+    name = fields.String(required=True)
+    created_at = _stamp(required=True)
+    revoked_at = _stamp(required=True, allow_none=True)
+
+
+class NewTokenSchema(TokenSchema):
+    token = fields.String(
+        required=True,
+        metadata={
+            "description": "The token: send it as `Authorization: Bearer TOKEN`. Shown "
+            "this once; the service keeps only its digest"
+        },
+    )
+
+
+class TokenPageSchema(StrictSchema):
+    tokens = fields.List(fields.Nested(TokenSchema), required=True)
+
+
+class CallerSchema(StrictSchema):
+    kind = fields.String(required=True, validate=validate.OneOf(["service", "user"]))
+    user_id = fields.String(required=True, allow_none=True)
+    token_id = fields.String(required=True, allow_none=True)
 
 
 class ErrorDetailSchema(Schema):

@@ -26,15 +26,16 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from salesconnect import idempotency
+from salesconnect import credentials, idempotency
 from salesconnect.api import JsonApi, json_response
+from salesconnect.auth import Authenticator, ServiceTokens
 from salesconnect.change_feed import ChangeNotifier
 from salesconnect.database import Database
 from salesconnect.errors import PayloadTooLargeError, ServiceError
 from salesconnect.http_input import MAX_BODY_BYTES
 from salesconnect.migrations import migrate
 from salesconnect.openapi import openapi_document
-from salesconnect.pages import FormCheck, FormGuard, Pages, no_form_check, no_form_guard
+from salesconnect.pages import PAGE_HEADERS, Pages
 
 STATIC_DIR: Final = Path(__file__).with_name("static")
 IDEMPOTENCY_PURGE_INTERVAL: Final = 3600.0
@@ -45,10 +46,13 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 
 @dataclass(frozen=True)
 class ServiceConfig:
+    """`service_tokens`: the service credentials accepted (see `salesconnect.auth`), and/or
+    `service_token_file`, a file of them read again whenever it changes."""
+
     database_url: str
     salesforce_record_url: str = ""
-    form_guard: FormGuard = no_form_guard
-    check_form: FormCheck = no_form_check
+    service_tokens: tuple[str, ...] = ()
+    service_token_file: Path | None = None
 
 
 def grouped_routes(table: Sequence[tuple[str, Mapping[str, Endpoint]]]) -> list[BaseRoute]:
@@ -127,9 +131,11 @@ def _error_response(request: Request, error: ServiceError) -> Response:
     page = (
         "<!doctype html><html lang=en><meta charset=utf-8><title>Sales Connect</title>"
         '<link rel=stylesheet href="/static/style.css"><main><h1>Sorry</h1>'
-        f"<p class=error>{_escape(error.message)}</p><p><a href='/'>All users</a></p></main>"
+        f"<p class=error>{_escape(error.message)}</p><p><a href='/'>Home</a></p></main>"
     )
-    return HTMLResponse(page, error.status, error.headers)
+    headers = {**PAGE_HEADERS, **error.headers}
+    headers.pop("WWW-Authenticate", None)
+    return HTMLResponse(page, error.status, headers)
 
 
 def _escape(text: str) -> str:
@@ -175,13 +181,9 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
 def create_app(config: ServiceConfig) -> Starlette:
     database = Database(config.database_url)
     notifier = ChangeNotifier()
-    api = JsonApi(database, notifier)
-    pages = Pages(
-        database,
-        salesforce_record_url=config.salesforce_record_url,
-        form_guard=config.form_guard,
-        check_form=config.check_form,
-    )
+    service_tokens = ServiceTokens(config.service_tokens, file=config.service_token_file)
+    api = JsonApi(database, notifier, Authenticator(database, service_tokens))
+    pages = Pages(database, salesforce_record_url=config.salesforce_record_url)
 
     async def openapi(_request: Request) -> Response:
         return json_response(openapi_document())
@@ -192,7 +194,7 @@ def create_app(config: ServiceConfig) -> Starlette:
         _log.info("schema at version %s on %s", version, database.describe())
         notifier.bind(asyncio.get_running_loop())
         database.change_listeners.append(notifier.notify)
-        purge = asyncio.create_task(_purge_idempotency_keys(database))
+        purge = asyncio.create_task(_purge_expired(database))
         try:
             yield
         finally:
@@ -219,14 +221,17 @@ def create_app(config: ServiceConfig) -> Starlette:
     return app
 
 
-async def _purge_idempotency_keys(database: Database) -> None:
+async def _purge_expired(database: Database) -> None:
+    """Idempotency keys past their 24 hours and page sessions past their end."""
+
     def purge() -> int:
         with database.write() as transaction:
-            return idempotency.forget_expired(transaction.connection)
+            keys = idempotency.forget_expired(transaction.connection)
+            return keys + credentials.forget_expired_sessions(transaction.connection)
 
     while True:
         try:
             await run_in_threadpool(purge)
         except OperationalError as exc:
-            _log.warning("could not purge idempotency keys: %s", exc)
+            _log.warning("could not purge idempotency keys and sessions: %s", exc)
         await asyncio.sleep(IDEMPOTENCY_PURGE_INTERVAL)

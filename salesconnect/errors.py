@@ -70,3 +70,20 @@ class UnsupportedMediaTypeError(ServiceError):
 
 class UnprocessableRequestError(ServiceError):
     status = 422
+
+
+class UnauthorizedError(ServiceError):
+    """401: no credential, or one the service does not know (unknown, revoked, malformed)."""
+
+    status = 401
+
+
+class ForbiddenError(ServiceError):
+    """403: a known caller asking for what it may not do (another user's data, the bridge's
+    own calls with a user's token, a page POST without its form token)."""
+
+    status = 403
+
+
+class TooManyRequestsError(ServiceError):
+    status = 429

@@ -48,7 +48,16 @@ def _initial_schema(connection: Connection) -> None:
     connection.execute(sa.insert(tables.change_sequence).values(id=_SEQUENCE_ROW_ID, last_seq=0))
 
 
-MIGRATIONS: Final = (Migration(1, "users, settings, tasks, change outbox", _initial_schema),)
+def _credentials(connection: Connection) -> None:
+    tables.metadata.create_all(
+        connection, tables=[tables.api_tokens, tables.user_passwords, tables.sessions]
+    )
+
+
+MIGRATIONS: Final = (
+    Migration(1, "users, settings, tasks, change outbox", _initial_schema),
+    Migration(2, "API tokens, passwords, page sessions", _credentials),
+)
 LATEST_VERSION: Final = MIGRATIONS[-1].version
 
 

@@ -7,6 +7,9 @@ values, which SQLAlchemy hands over as `datetime.date`, never through a datetime
 `change_sequence`, updated in the same transaction as the outbox insert. That row lock makes
 sequence order equal commit order, which is what lets a feed reader move its cursor past a
 sequence number without ever skipping a change that commits later.
+
+Credentials are never stored as given: API tokens and session cookies as their SHA-256 digest
+(they are 256-bit random values, so a fast digest is enough), passwords as argon2id hashes.
 """
 
 from __future__ import annotations
@@ -113,4 +116,36 @@ idempotency_keys = sa.Table(
     sa.Column("body", sa.Text, nullable=False),
     sa.Column("created_at", sa.BigInteger, nullable=False),
     sa.Index("ix_idempotency_keys_created_at", "created_at"),
+)
+
+api_tokens = sa.Table(
+    "api_tokens",
+    metadata,
+    sa.Column("id", sa.String(ID_LENGTH), primary_key=True),
+    sa.Column("user_id", sa.String(ID_LENGTH), sa.ForeignKey("users.id"), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("token_digest", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("revoked_at", sa.BigInteger, nullable=True),
+    sa.Index("ix_api_tokens_user", "user_id"),
+)
+
+user_passwords = sa.Table(
+    "user_passwords",
+    metadata,
+    sa.Column("user_id", sa.String(ID_LENGTH), sa.ForeignKey("users.id"), primary_key=True),
+    sa.Column("password_hash", sa.Text, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+)
+
+sessions = sa.Table(
+    "sessions",
+    metadata,
+    sa.Column("id_digest", sa.String(64), primary_key=True),
+    sa.Column("user_id", sa.String(ID_LENGTH), sa.ForeignKey("users.id"), nullable=False),
+    sa.Column("csrf_token", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("expires_at", sa.BigInteger, nullable=False),
+    sa.Index("ix_sessions_user", "user_id"),
+    sa.Index("ix_sessions_expires_at", "expires_at"),
 )

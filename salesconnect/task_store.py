@@ -233,6 +233,14 @@ def _feed(
     )
 
 
+def task_owner(connection: Connection, task_id: str) -> str | None:
+    """The id of the user whose task this is (deleted or not); None when there is no such task."""
+    owner = connection.execute(
+        sa.select(tables.tasks.c.user_id).where(tables.tasks.c.id == task_id)
+    ).scalar_one_or_none()
+    return None if owner is None else str(owner)
+
+
 def get_task(connection: Connection, task_id: str, *, include_deleted: bool = False) -> Task:
     row = connection.execute(sa.select(tables.tasks).where(tables.tasks.c.id == task_id)).first()
     if row is None:

@@ -36,6 +36,8 @@ from bridge.messaging.connection import (
     redact_url,
     with_tls,
 )
+from bridge.observability.logs import SECRETS
+from bridge.salesconnect.client import configure_token
 from bridge.salesforce.session import DEFAULT_API_VERSION, AuthFlow, SalesforceCredentials
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -631,7 +633,43 @@ def salesforce_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return decorated
 
 
+SALESCONNECT_TOKEN_FILE: Final = SecretFile(
+    "salesconnect_token",
+    "--salesconnect-token",
+    "TASKSYNC_SALESCONNECT_TOKEN",
+    "the bridge's Sales Connect service token",
+)
+
+
 def salesconnect_url_option(command: F) -> F:
+    """`--salesconnect-url` and the bridge's credential for it, `--salesconnect-token` (or its
+    file). The token becomes the credential of every Sales Connect client in the process
+    (`bridge.salesconnect.client.configure_token`) and is redacted from the logs; the command
+    itself gets `salesconnect_url` only."""
+
+    @functools.wraps(command)
+    def with_token(*args: Any, **kwargs: Any) -> Any:
+        SALESCONNECT_TOKEN_FILE.resolve(kwargs)
+        token: str | None = kwargs.pop("salesconnect_token")
+        if token:
+            if any(char.isspace() or not char.isprintable() for char in token):
+                raise _bad(
+                    "must be the token alone: no spaces, line breaks or control characters",
+                    "'--salesconnect-token' / TASKSYNC_SALESCONNECT_TOKEN",
+                )
+            SECRETS.add(token)
+            configure_token(token)
+        return command(*args, **kwargs)
+
+    decorated = SALESCONNECT_TOKEN_FILE.click_option()(cast(F, with_token))
+    decorated = click.option(
+        "--salesconnect-token",
+        envvar="TASKSYNC_SALESCONNECT_TOKEN",
+        show_envvar=True,
+        default=None,
+        help="The bridge's service token for the Sales Connect API (the service's "
+        "--service-token); prefer --salesconnect-token-file.",
+    )(decorated)
     return click.option(
         "--salesconnect-url",
         envvar="TASKSYNC_SALESCONNECT_URL",
@@ -639,4 +677,4 @@ def salesconnect_url_option(command: F) -> F:
         default=DEFAULT_SALESCONNECT_URL,
         show_default=True,
         help="Base URL of the Sales Connect service's JSON API.",
-    )(command)
+    )(decorated)

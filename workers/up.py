@@ -9,7 +9,8 @@ logs, restarts with backoff, and a clean stop on Ctrl-C.
 Layout of the data directory (kept between runs, so a second run resumes where the first
 stopped): `salesforce-emulator/` (the org, its CA, emulator.json), `salesconnect.sqlite3`,
 `ledger.sqlite3`, the ingress's TLS files, `run/` (ready files), `logs/<component>.log`,
-`up-state.json` (the ingress secret and the seeded demo user; mode 0600), `endpoints.json`
+`up-state.json` (the ingress secret, the Sales Connect service token and the seeded demo user;
+mode 0600), `endpoints.json`
 (mode 0600: it holds the development credentials) and `up.lock`.
 
 A child that exits while the system runs is restarted after a pause that doubles from 1 s up to
@@ -63,6 +64,7 @@ LOCK_FILE: Final = "up.lock"
 ENDPOINTS_FORMAT: Final = "tasksync-endpoints/1"
 DEMO_USER_EMAIL: Final = "demo@tasksync.example"
 DEMO_USER_NAME: Final = "Demo User"
+SERVICE_TOKEN_VARIABLE: Final = "TASKSYNC_SALESCONNECT_SERVICE_TOKEN"  # noqa: S105 - a name
 FIRST_RESTART_DELAY: Final = 1.0
 MAX_RESTART_DELAY: Final = 30.0
 STABLE_AFTER_SECONDS: Final = 60.0
@@ -174,8 +176,10 @@ class BridgeSettings:
     salesforce_ca_bundle: str
     salesconnect_url: str
     ingress_secret: str = field(repr=False)
+    salesconnect_token: str = field(default="", repr=False)
 
     def variables(self) -> dict[str, str]:
+        token = {"TASKSYNC_SALESCONNECT_TOKEN": self.salesconnect_token}
         return {
             "TASKSYNC_AMQP_URL": self.amqp_url,
             "TASKSYNC_LEDGER_URL": self.ledger_url,
@@ -192,6 +196,7 @@ class BridgeSettings:
             "TASKSYNC_SALESFORCE_CA_BUNDLE": self.salesforce_ca_bundle,
             "TASKSYNC_SALESCONNECT_URL": self.salesconnect_url,
             "TASKSYNC_INGRESS_SECRET": self.ingress_secret,
+            **(token if self.salesconnect_token else {}),
         }
 
     @classmethod
@@ -207,6 +212,7 @@ class BridgeSettings:
         management_url: str,
         salesconnect_url: str,
         ingress_secret: str,
+        salesconnect_token: str = "",
     ) -> BridgeSettings:
         """Settings that log in to the emulator (described by its emulator.json) as the
         integration user."""
@@ -226,6 +232,7 @@ class BridgeSettings:
             salesforce_ca_bundle=str(emulator["ca_path"]),
             salesconnect_url=salesconnect_url,
             ingress_secret=ingress_secret,
+            salesconnect_token=salesconnect_token,
         )
 
 
@@ -285,12 +292,15 @@ def unavailable_components(
 class DemoUser(TypedDict):
     name: str
     email: str
+    password: str
+    api_token: str
     salesconnect_user_id: str
     salesforce_user_id: str
     salesforce_username: str
     salesforce_password: str
     command_center_url: str
     settings_url: str
+    sign_in_url: str
 
 
 def management_ui_url(management_url: str) -> str:
@@ -307,6 +317,7 @@ def endpoints_document(
     data_dir: Path,
     emulator: Mapping[str, Any],
     salesconnect_url: str,
+    salesconnect_service_token: str,
     ingress: Mapping[str, Any] | None,
     amqp_url: str,
     management_url: str,
@@ -339,6 +350,7 @@ def endpoints_document(
             "api_url": f"{salesconnect_url}/api",
             "openapi_url": f"{salesconnect_url}/openapi.json",
             "changes_url": f"{salesconnect_url}/api/changes",
+            "service_token": salesconnect_service_token,
         },
         "ingress": (
             {"url": ingress.get("url"), "ca_path": ingress.get("ca_path")}
@@ -368,6 +380,7 @@ def endpoints_defaults(document: Mapping[str, Any]) -> dict[str, str]:
         "salesforce_client_secret": str(salesforce["oauth_client"]["client_secret"]),
         "salesforce_ca_bundle": str(salesforce["ca_path"]),
         "salesconnect_url": str(document["salesconnect"]["url"]),
+        "salesconnect_token": str(document["salesconnect"].get("service_token") or ""),
     }
 
 
@@ -690,10 +703,12 @@ class Supervisor:
 
 @dataclass
 class UpState:
-    """What `up` keeps between runs: the ingress secret and the seeded demo user."""
+    """What `up` keeps between runs: the ingress secret, the Sales Connect service token (the
+    bridge's credential, which `up` also uses to seed) and the seeded demo user."""
 
     path: Path
-    ingress_secret: str
+    ingress_secret: str = field(repr=False)
+    service_token: str = field(repr=False)
     demo_user: DemoUser | None = None
 
     @classmethod
@@ -709,6 +724,7 @@ class UpState:
         state = cls(
             path=path,
             ingress_secret=str(body.get("ingress_secret") or secrets.token_urlsafe(32)),
+            service_token=str(body.get("service_token") or secrets.token_urlsafe(32)),
             demo_user=body.get("demo_user"),
         )
         state.save()
@@ -716,21 +732,40 @@ class UpState:
 
     def save(self) -> None:
         write_private_json(
-            self.path, {"ingress_secret": self.ingress_secret, "demo_user": self.demo_user}
+            self.path,
+            {
+                "ingress_secret": self.ingress_secret,
+                "service_token": self.service_token,
+                "demo_user": self.demo_user,
+            },
         )
 
 
 def _sc_request(
-    method: str, url: str, *, json_body: Any = None, params: Mapping[str, Any] | None = None
+    method: str,
+    url: str,
+    *,
+    token: str,
+    json_body: Any = None,
+    params: Mapping[str, Any] | None = None,
 ) -> requests.Response:
-    return requests.request(method, url, json=json_body, params=params, timeout=30)
+    return requests.request(
+        method,
+        url,
+        json=json_body,
+        params=params,
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30,
+    )
 
 
-def _find_user(salesconnect_url: str, *, email: str, salesforce_user_id: str) -> str | None:
+def _find_user(
+    salesconnect_url: str, token: str, *, email: str, salesforce_user_id: str
+) -> str | None:
     after: str | None = None
     while True:
         params: dict[str, Any] = {"limit": 500, **({"after": after} if after else {})}
-        response = _sc_request("GET", f"{salesconnect_url}/api/users", params=params)
+        response = _sc_request("GET", f"{salesconnect_url}/api/users", token=token, params=params)
         response.raise_for_status()
         body = response.json()
         for user in body.get("users", []):
@@ -745,31 +780,46 @@ def seed_demo_user(
     state: UpState, salesconnect_url: str, emulator: Mapping[str, Any]
 ) -> tuple[DemoUser, bool]:
     """The demo Sales Connect user connected to the emulator's sales rep with sync on, created
-    the first time only (a user who later turns sync off keeps it off). True when created now."""
+    the first time only (a user who later turns sync off keeps it off), with a page password
+    and an API token (made again if revoked). True when created now."""
     rep = emulator["sales_rep"]
+    token = state.service_token
+    known = dict(state.demo_user or {})
+    password = str(known.get("password") or f"demo-{secrets.token_urlsafe(12)}")
     if state.demo_user is not None:
-        existing = _sc_request(
-            "GET", f"{salesconnect_url}/api/users/{quote(state.demo_user['salesconnect_user_id'])}"
-        )
+        user_id = state.demo_user["salesconnect_user_id"]
+        existing = _sc_request("GET", f"{salesconnect_url}/api/users/{quote(user_id)}", token=token)
         if existing.status_code == 200:
-            return _demo_user(salesconnect_url, state.demo_user["salesconnect_user_id"], rep), False
+            if not known.get("password"):  # seeded by a build without sign-in
+                _set_demo_password(salesconnect_url, token, user_id, password)
+            api_token = _demo_api_token(salesconnect_url, token, user_id, known.get("api_token"))
+            demo = _demo_user(salesconnect_url, user_id, rep, password, api_token)
+            if demo != state.demo_user:
+                state.demo_user = demo
+                state.save()
+            return demo, False
     created = _sc_request(
         "POST",
         f"{salesconnect_url}/api/users",
+        token=token,
         json_body={
             "email": DEMO_USER_EMAIL,
             "name": DEMO_USER_NAME,
             "time_zone": local_time_zone(),
             "salesforce_user_id": rep["id"],
+            "password": password,
         },
     )
     if created.status_code == 201:
         user_id = str(created.json()["id"])
     elif created.status_code == 409:
-        found = _find_user(salesconnect_url, email=DEMO_USER_EMAIL, salesforce_user_id=rep["id"])
+        found = _find_user(
+            salesconnect_url, token, email=DEMO_USER_EMAIL, salesforce_user_id=rep["id"]
+        )
         if found is None:
             raise click.ClickException(f"cannot seed the demo user: {created.text}")
         user_id = found
+        _set_demo_password(salesconnect_url, token, user_id, password)
     else:
         raise click.ClickException(
             f"cannot seed the demo user: Sales Connect answered {created.status_code} "
@@ -778,28 +828,71 @@ def seed_demo_user(
     enabled = _sc_request(
         "PUT",
         f"{salesconnect_url}/api/users/{quote(user_id)}/settings",
+        token=token,
         json_body={"task_sync": "on"},
     )
     if enabled.status_code != 200:
         raise click.ClickException(
             f"cannot turn sync on for the demo user: {enabled.status_code} {enabled.text}"
         )
-    demo = _demo_user(salesconnect_url, user_id, rep)
+    api_token = _demo_api_token(salesconnect_url, token, user_id, None)
+    demo = _demo_user(salesconnect_url, user_id, rep, password, api_token)
     state.demo_user = demo
     state.save()
     return demo, True
 
 
-def _demo_user(salesconnect_url: str, user_id: str, rep: Mapping[str, Any]) -> DemoUser:
+def _set_demo_password(salesconnect_url: str, token: str, user_id: str, password: str) -> None:
+    response = _sc_request(
+        "PUT",
+        f"{salesconnect_url}/api/users/{quote(user_id)}/password",
+        token=token,
+        json_body={"password": password},
+    )
+    if response.status_code != 204:
+        raise click.ClickException(
+            f"cannot set the demo user's password: {response.status_code} {response.text}"
+        )
+
+
+def _demo_api_token(salesconnect_url: str, token: str, user_id: str, known: object) -> str:
+    """The demo user's API token: the one made before while it still works, else a new one."""
+    if isinstance(known, str) and known:
+        check = _sc_request("GET", f"{salesconnect_url}/api/me", token=known)
+        if check.status_code == 200 and check.json().get("user_id") == user_id:
+            return known
+    created = _sc_request(
+        "POST",
+        f"{salesconnect_url}/api/users/{quote(user_id)}/tokens",
+        token=token,
+        json_body={"name": "tasksync up demo"},
+    )
+    if created.status_code != 201:
+        raise click.ClickException(
+            f"cannot make the demo user's API token: {created.status_code} {created.text}"
+        )
+    return str(created.json()["token"])
+
+
+def _demo_user(
+    salesconnect_url: str,
+    user_id: str,
+    rep: Mapping[str, Any],
+    password: str,
+    api_token: str,
+) -> DemoUser:
     return DemoUser(
         name=DEMO_USER_NAME,
         email=DEMO_USER_EMAIL,
+        password=password,
+        api_token=api_token,
         salesconnect_user_id=user_id,
         salesforce_user_id=str(rep["id"]),
         salesforce_username=str(rep["username"]),
         salesforce_password=str(rep["password"]),
         command_center_url=f"{salesconnect_url}/users/{user_id}/command-center",
         settings_url=f"{salesconnect_url}/users/{user_id}/settings",
+        sign_in_url=f"{salesconnect_url}/sign-in",
     )
 
 
@@ -884,7 +977,9 @@ class _Run:
 
     def start_services(self, base_env: Mapping[str, str], timeout: float) -> None:
         """The emulator and Sales Connect together, then the demo user (once)."""
-        services = [self.child(EMULATOR, base_env), self.child(SALESCONNECT, base_env)]
+        service_env = {**base_env, SERVICE_TOKEN_VARIABLE: self.state.service_token}
+        service_env.pop(f"{SERVICE_TOKEN_VARIABLE}_FILE", None)
+        services = [self.child(EMULATOR, base_env), self.child(SALESCONNECT, service_env)]
         self.console.say("starting the Salesforce emulator and the Sales Connect service")
         self.supervisor.start(services, timeout)
         for child in services:
@@ -908,8 +1003,10 @@ class _Run:
             management_url=self.management_url,
             salesconnect_url=self.salesconnect_url,
             ingress_secret=self.state.ingress_secret,
+            salesconnect_token=self.state.service_token,
         )
         env = {**base_env, **settings.variables()}
+        env.pop("TASKSYNC_SALESCONNECT_TOKEN_FILE", None)
         bridge = [self.child(spec, env) for spec in BRIDGE_COMPONENTS if spec in self.selected]
         if not bridge:
             return
@@ -956,6 +1053,7 @@ class _Run:
                 data_dir=self.data_dir,
                 emulator=self.emulator,
                 salesconnect_url=self.salesconnect_url,
+                salesconnect_service_token=self.state.service_token,
                 ingress=ingress.ready_info if ingress is not None else None,
                 amqp_url=self.amqp_url,
                 management_url=self.management_url,
@@ -1045,12 +1143,13 @@ def up(
     service, the ingress, both producers and both workers, as child processes whose output is
     prefixed with their name (and kept in DATA_DIR/logs/).
 
-    Declares the RabbitMQ topology, seeds once a demo Sales Connect user connected to the
-    emulator's sales rep with sync on, points the emulator's notifications at the ingress,
-    prints what to open and writes DATA_DIR/endpoints.json (every URL and credential, for
-    scripts). A child that exits is restarted with a growing pause; one that keeps failing
-    stops everything. Ctrl-C or SIGTERM stops the children (SIGTERM, then SIGKILL after
-    --stop-timeout); running it again resumes with the data kept in DATA_DIR.
+    Declares the RabbitMQ topology, makes the Sales Connect service token the bridge uses,
+    seeds once a demo Sales Connect user connected to the emulator's sales rep with sync on
+    (with a page password and an API token), points the emulator's notifications at the
+    ingress, prints what to open (and how to sign in) and writes DATA_DIR/endpoints.json (every
+    URL and credential, for scripts). A child that exits is restarted with a growing pause; one
+    that keeps failing stops everything. Ctrl-C or SIGTERM stops the children (SIGTERM, then
+    SIGKILL after --stop-timeout); running it again resumes with the data kept in DATA_DIR.
 
     Exit codes: 0 stopped by Ctrl-C/SIGTERM; 1 a component cannot start (not in this build,
     busy port, crashed while starting) or kept failing; 3 RabbitMQ unreachable or refusing.
@@ -1187,6 +1286,7 @@ def _banner(run: _Run, endpoints: Path) -> str:
         lines += [
             f"  Command Center   {user['command_center_url']}  ({user['name']})",
             f"  Settings         {user['settings_url']}",
+            f"                   sign in as {user['email']} / {user['password']}",
         ]
     lines += [
         f"  Sales Connect    {run.salesconnect_url}/  (users; API described at /openapi.json)",

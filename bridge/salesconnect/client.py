@@ -1,5 +1,12 @@
 """The bridge's client of the Sales Connect JSON API (`docs/salesconnect.md`).
 
+Every request carries the bridge's service credential (`Authorization: Bearer TOKEN`): the
+service refuses the bridge's own calls (the feed, users with sync on, links, `X-Sync-Origin`)
+to anyone else. The token is the one given to the client, else the password part of the base
+URL (`http://tasksync:TOKEN@host:8080`, as the AMQP URL carries its password), else the one
+the process was configured with (`configure_token`, which `--salesconnect-token` /
+`TASKSYNC_SALESCONNECT_TOKEN` / `TASKSYNC_SALESCONNECT_TOKEN_FILE` set at start).
+
 Every write the bridge makes carries `X-Sync-Origin: salesforce`, so the change feed marks it
 as the bridge's own and the producer never sends it back; writes carry an `Idempotency-Key`
 so a retried request returns the first answer instead of doing the work twice. Any answer
@@ -13,7 +20,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
-from urllib.parse import quote
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import requests
 
@@ -26,6 +33,28 @@ BRIDGE_ACTOR: Final = "salesforce-bridge"
 DEFAULT_TIMEOUT_SECONDS: Final = 30.0
 TASK_FIELDS: Final = ("name", "status", "priority", "due_date", "details")
 LINKS_PER_REQUEST: Final = 500
+
+_configured_token: str | None = None
+
+
+def configure_token(token: str | None) -> None:
+    """The service credential every client of this process sends unless told another one."""
+    global _configured_token  # noqa: PLW0603 - one credential per process, set once at start
+    _configured_token = token or None
+
+
+def configured_token() -> str | None:
+    return _configured_token
+
+
+def split_credentials(url: str) -> tuple[str, str | None]:
+    """`url` without its user and password, and the password (the token) it carried."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url, None
+    host = parts.netloc.rpartition("@")[2]
+    token = unquote(parts.password) if parts.password else None
+    return urlunsplit(parts._replace(netloc=host)), token
 
 
 def _stamp(value: object) -> datetime | None:
@@ -189,12 +218,18 @@ class SalesConnectClient:
         self,
         base_url: str,
         *,
+        token: str | None = None,
         timeout: float = DEFAULT_TIMEOUT_SECONDS,
         session: requests.Session | None = None,
     ) -> None:
-        self.base_url = base_url.rstrip("/")
+        plain_url, url_token = split_credentials(base_url)
+        self.base_url = plain_url.rstrip("/")
+        self.token = token or url_token or configured_token()
         self.timeout = timeout
         self.http = session or requests.Session()
+
+    def __repr__(self) -> str:
+        return f"SalesConnectClient({self.base_url!r})"
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -208,12 +243,15 @@ class SalesConnectClient:
         headers: Mapping[str, str] | None = None,
         timeout: float | None = None,
     ) -> requests.Response:
+        sent = dict(headers or {})
+        if self.token:
+            sent["Authorization"] = f"Bearer {self.token}"
         response = self.http.request(
             method,
             self.base_url + path,
             json=json,
             params=params,
-            headers=dict(headers or {}),
+            headers=sent,
             timeout=timeout or self.timeout,
         )
         if response.status_code >= 400:

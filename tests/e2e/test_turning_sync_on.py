@@ -10,8 +10,6 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import requests
-
 from schemas.fields import parse_utc_stamp
 from tests.e2e.helpers import Both, UserPool, outlast_worker_user_lists, wait_quiet
 from tests.support.waiting import wait_for
@@ -106,9 +104,7 @@ def test_sales_connect_tasks_created_after_sync_is_turned_on_are_pushed(users: U
 
 
 def settings_page(both: Both) -> str:
-    response = requests.get(
-        f"{both.system.salesconnect_url}/users/{both.user_id}/settings", timeout=10
-    )
+    response = both.system.pages(both.user_id).get(f"/users/{both.user_id}/settings")
     response.raise_for_status()
     return html.unescape(response.text)
 
@@ -135,11 +131,9 @@ def test_the_settings_page_shows_the_first_sync_running_and_when_it_ended(
     system.admin.set_faults(latency_ms=700)
     try:
         # The user's way: the Settings form, saved.
-        saved = requests.post(
-            f"{system.salesconnect_url}/users/{both.user_id}/settings",
-            data={"task_sync": "on", "activity_subject_template": "{{activity_subject}}"},
-            allow_redirects=False,
-            timeout=10,
+        saved = system.pages(both.user_id).post(
+            f"/users/{both.user_id}/settings",
+            {"task_sync": "on", "activity_subject_template": "{{activity_subject}}"},
         )
         assert saved.status_code == 303
         running = wait_for(
@@ -210,9 +204,7 @@ def test_the_command_center_shows_only_today_and_tomorrow_while_every_import_is_
     assert sorted(t["id"] for t in center["tasks"]) == sorted(
         [imported["today"]["id"], imported["tomorrow"]["id"]]
     )
-    page = requests.get(
-        f"{both.system.salesconnect_url}/users/{both.user_id}/command-center", timeout=10
-    ).text
+    page = both.system.pages(both.user_id).get(f"/users/{both.user_id}/command-center").text
     assert "Due today" in page and "Due tomorrow" in page
     assert "Due in 3 days" not in page and "Due yesterday" not in page
     both.system.wait_until_consistent(both.user_id, strict_subjects=True)

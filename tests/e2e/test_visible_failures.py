@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import requests
 
 from tests.e2e.helpers import Both
 from tests.support.system import RunningSystem
@@ -82,9 +81,7 @@ def test_a_change_refused_by_an_org_validation_rule_is_shown_parked_and_blocks_n
         what="the sync error on the Settings page",
     )
     assert RULE_MESSAGE in settings["last_sync_error"]["message"]
-    page = html.unescape(
-        requests.get(f"{system.salesconnect_url}/users/{both.user_id}/settings", timeout=10).text
-    )
+    page = html.unescape(system.pages(both.user_id).get(f"/users/{both.user_id}/settings").text)
     shown = page[page.index('id="last-sync-error"') :]
     assert RULE_MESSAGE in shown[: shown.index("</dd>")]
 

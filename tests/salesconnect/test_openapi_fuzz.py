@@ -46,7 +46,7 @@ def test_the_api_keeps_its_openapi_promises(backend: str, tmp_path: Path) -> Non
                 "--config-file",
                 str(config),
                 "run",
-                f"{service.url}/openapi.json",
+                f"{service.base_url}/openapi.json",
                 "--checks",
                 "all",
                 "--exclude-checks",
@@ -57,6 +57,8 @@ def test_the_api_keeps_its_openapi_promises(backend: str, tmp_path: Path) -> Non
                 "false",
                 "--workers",
                 "2",
+                "--header",
+                f"Authorization: Bearer {service.service_token}",
                 "--request-timeout",
                 "10",
                 "--no-color",
@@ -70,4 +72,4 @@ def test_the_api_keeps_its_openapi_promises(backend: str, tmp_path: Path) -> Non
         server_log = service.log()
     assert result.returncode == 0, result.stdout[-12000:] + result.stderr[-3000:]
     assert "Traceback" not in server_log, server_log[-6000:]
-    assert "Tested: 17" in result.stdout, result.stdout[-3000:]
+    assert "Tested: 22" in result.stdout, result.stdout[-3000:]

@@ -1,4 +1,5 @@
-"""Clicking through the Command Center and Settings in headless Chromium (Debian's build)."""
+"""Signing in and clicking through the Command Center and Settings in headless Chromium
+(Debian's build)."""
 
 from __future__ import annotations
 
@@ -62,6 +63,24 @@ def task_item(page: Page, name: str) -> object:
     return page.locator("li.task", has=page.locator(".name", has_text=re.compile(f"^{name}$")))
 
 
+PASSWORD = "browser-test-password"
+
+
+def sign_in(page: Page, base_url: str, email: str, where: str) -> None:
+    """Open a page signed out, land on sign-in, sign in, and come back to it."""
+    page.goto(f"{base_url}{where}")
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    form = page.get_by_role("form", name="Sign in")
+    form.get_by_label("Email").fill(email)
+    form.get_by_label("Password").fill("not the password")
+    form.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("alert")).to_have_text("Wrong email or password.")
+    form = page.get_by_role("form", name="Sign in")
+    form.get_by_label("Password").fill(PASSWORD)
+    form.get_by_role("button", name="Sign in").click()
+    expect(page).to_have_url(f"{base_url}{where}")
+
+
 def salesforce_task_id() -> str:
     return "00T" + "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(15))
 
@@ -72,11 +91,15 @@ def test_command_center_create_complete_edit_delete(
     page: Page,
     tmp_path: Path,
 ) -> None:
-    user = salesconnect.create_user(name="Dana Agent", time_zone="Pacific/Kiritimati")
+    user = salesconnect.create_user(
+        name="Dana Agent", time_zone="Pacific/Kiritimati", password=PASSWORD
+    )
     today = date.fromisoformat(salesconnect.command_center(user["id"])["today"])
     tomorrow, in_three_days = today + timedelta(days=1), today + timedelta(days=3)
 
-    page.goto(f"{salesconnect_service.url}/users/{user['id']}/command-center")
+    sign_in(
+        page, salesconnect_service.base_url, user["email"], f"/users/{user['id']}/command-center"
+    )
     expect(page.get_by_role("heading", name="Command Center")).to_be_visible()
     expect(page.get_by_text("Nothing is due today or tomorrow.")).to_be_visible()
 
@@ -149,9 +172,9 @@ def test_settings_turn_sync_on_and_show_the_sync_state(
     page: Page,
     tmp_path: Path,
 ) -> None:
-    user = salesconnect.create_user(name="Sam Seller", time_zone="Europe/Berlin")
+    user = salesconnect.create_user(name="Sam Seller", time_zone="Europe/Berlin", password=PASSWORD)
     head = salesconnect.head_seq()
-    page.goto(f"{salesconnect_service.url}/users/{user['id']}/settings")
+    sign_in(page, salesconnect_service.base_url, user["email"], f"/users/{user['id']}/settings")
     expect(page.get_by_role("heading", name="Settings")).to_be_visible()
     expect(page.get_by_label("Do not sync to Salesforce tasks")).to_be_checked()
     expect(page.locator("#first-sync-state")).to_contain_text("Not started")
@@ -203,3 +226,8 @@ def test_settings_turn_sync_on_and_show_the_sync_state(
     page.get_by_role("button", name="Save").click()
     expect(page.get_by_role("status")).to_contain_text("Sync is off")
     assert salesconnect.settings(user["id"])["task_sync"] == "off"
+
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_role("status")).to_have_text("You are signed out.")
+    page.goto(f"{salesconnect_service.base_url}/users/{user['id']}/settings")
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()

@@ -15,6 +15,8 @@ from click.testing import CliRunner
 from salesconnect.cli import command
 from tests.support.salesconnect import (
     ROOT,
+    SERVICE_TOKEN_VARIABLE,
+    TEST_SERVICE_TOKEN,
     postgres_database,
     running_salesconnect,
     stop_process,
@@ -52,7 +54,8 @@ def test_restarting_keeps_the_data_and_migrates_once(tmp_path: Path) -> None:
         assert second.client().get_task(task["id"]) == task
         assert second.client().head_seq() == 1
     with sqlite3.connect(tmp_path / "restart.sqlite3") as raw:
-        assert raw.execute("SELECT version FROM schema_migrations").fetchall() == [(1,)]
+        versions = raw.execute("SELECT version FROM schema_migrations ORDER BY version")
+        assert versions.fetchall() == [(1,), (2,)]
 
 
 def test_a_database_from_a_newer_build_is_refused(tmp_path: Path) -> None:
@@ -110,4 +113,4 @@ def test_the_process_prints_where_it_listens_and_stops_on_sigterm(tmp_path: Path
 
 
 def _env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(ROOT)}
+    return {**os.environ, "PYTHONPATH": str(ROOT), SERVICE_TOKEN_VARIABLE: TEST_SERVICE_TOKEN}

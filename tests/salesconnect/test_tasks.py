@@ -113,7 +113,7 @@ def test_unpaired_surrogates_are_refused(
     response = requests.post(
         f"{salesconnect.base_url}/api/users/{salesconnect_user['id']}/tasks",
         data=raw,
-        headers={"Content-Type": "application/json"},
+        headers={**salesconnect.auth_headers(), "Content-Type": "application/json"},
         timeout=10,
     )
     assert response.status_code == 400
@@ -123,7 +123,9 @@ def test_unpaired_surrogates_are_refused(
 def post_raw(
     client: SalesConnectClient, path: str, data: bytes, content_type: str | None
 ) -> requests.Response:
-    headers = {} if content_type is None else {"Content-Type": content_type}
+    headers = client.auth_headers()
+    if content_type is not None:
+        headers["Content-Type"] = content_type
     return requests.post(client.base_url + path, data=data, headers=headers, timeout=30)
 
 
@@ -164,7 +166,7 @@ def test_oversize_bodies_are_413_whether_declared_or_streamed(
     streamed = requests.post(
         salesconnect.base_url + path,
         data=chunks(),
-        headers={"Content-Type": "application/json"},
+        headers={**salesconnect.auth_headers(), "Content-Type": "application/json"},
         timeout=30,
     )
     assert streamed.status_code == 413
@@ -367,7 +369,10 @@ def test_concurrent_twins_with_one_key_create_one_task(
 
     def send(_: int) -> tuple[int, str]:
         response = requests.post(
-            salesconnect.base_url + path, json=body, headers={"Idempotency-Key": key}, timeout=30
+            salesconnect.base_url + path,
+            json=body,
+            headers={**salesconnect.auth_headers(), "Idempotency-Key": key},
+            timeout=30,
         )
         return response.status_code, response.json()["id"]
 

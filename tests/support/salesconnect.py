@@ -4,9 +4,16 @@
   `tasksync salesconnect --port 0 --db URL --ready-file FILE` as a subprocess, waits for the
   ready file (the service writes `{url, host, port, pid, database}` there once it serves),
   yields a `RunningSalesConnect`, and stops the process (SIGTERM, then SIGKILL) afterwards.
+  The service accepts `TEST_SERVICE_TOKEN` (one per test process) as its service credential
+  unless told another one.
 * `postgres_database(prefix)`: a fresh PostgreSQL database for one session, dropped after.
 * `SalesConnectClient`: a small typed client over requests; every non-2xx answer raises
-  `SalesConnectError` carrying the status, error code and field rules.
+  `SalesConnectError` carrying the status, error code and field rules. It sends the service
+  token unless given another (`token=`, or the password of a `http://tasksync:TOKEN@host` URL),
+  or `token=""` for none.
+* `PageSession`: the pages as a signed-in person uses them (`SalesConnectClient.pages_as(user_id)`
+  sets the user a password and signs in): the session cookie is kept and every form POST
+  sends the CSRF token of the page read last, as the browser's form would.
 * pytest fixtures (import them into a conftest.py): `salesconnect_postgres_url`,
   `salesconnect_service` (session-scoped, parametrized over SQLite and PostgreSQL),
   `salesconnect` (a client for it) and `salesconnect_user` (a fresh user).
@@ -14,8 +21,11 @@
 
 from __future__ import annotations
 
+import html
 import json
 import os
+import re
+import secrets
 import signal
 import subprocess
 import sys
@@ -26,7 +36,7 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any, Final, TypedDict, cast
-from urllib.parse import urlsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import psycopg
 import pytest
@@ -40,6 +50,26 @@ POSTGRES_ADMIN_URL: Final = os.environ.get(
     "TASKSYNC_TEST_POSTGRES_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
 BACKENDS: Final = ("sqlite", "postgresql")
+# The service credential of every Sales Connect the tests start (unless a test chooses another):
+# one per test process, so it never appears in the repository or a log of another run.
+TEST_SERVICE_TOKEN: Final = "sc-test-" + secrets.token_urlsafe(32)
+SERVICE_TOKEN_VARIABLE: Final = "TASKSYNC_SALESCONNECT_SERVICE_TOKEN"
+URL_USER: Final = "tasksync"
+
+
+def url_with_token(url: str, token: str) -> str:
+    """`url` carrying `token` as its password, the way `--salesconnect-url` may carry it."""
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{URL_USER}:{quote(token, safe='')}@{host}"))
+
+
+def url_without_token(url: str) -> tuple[str, str | None]:
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url, None
+    token = unquote(parts.password) if parts.password else None
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2])), token
 
 
 class UserJson(TypedDict):
@@ -108,20 +138,98 @@ class SalesConnectError(Exception):
         super().__init__(f"{response.request.method} {response.url}: {self.status} {self.message}")
 
 
-class SalesConnectClient:
-    """The JSON API as methods. `origin="salesforce"` sends `X-Sync-Origin` on every write."""
+CSRF_INPUT: Final = re.compile(r'name="csrf_token" value="([^"]+)"')
 
-    def __init__(self, base_url: str, *, origin: str | None = None, timeout: float = 15.0):
-        self.base_url = base_url.rstrip("/")
+
+class PageSession:
+    """The pages over one `requests.Session`, as a person in a browser uses them."""
+
+    def __init__(self, base_url: str, *, timeout: float = 15.0) -> None:
+        self.base_url = url_without_token(base_url)[0].rstrip("/")
+        self.timeout = timeout
+        self.http = requests.Session()
+        self.http.trust_env = False
+        self.csrf_token: str | None = None
+
+    def close(self) -> None:
+        self.http.close()
+
+    def get(self, path: str, *, allow_redirects: bool = True) -> requests.Response:
+        """GET a page; the CSRF token in its forms is kept for the next `post`."""
+        response = self.http.get(
+            self.base_url + path, allow_redirects=allow_redirects, timeout=self.timeout
+        )
+        found = CSRF_INPUT.search(response.text)
+        if found is not None:
+            self.csrf_token = html.unescape(found.group(1))
+        return response
+
+    def post(
+        self, path: str, data: Mapping[str, str] | None = None, *, csrf: bool = True
+    ) -> requests.Response:
+        """POST a form (not following the redirect), with the kept CSRF token unless told not."""
+        form = dict(data or {})
+        if csrf and self.csrf_token is not None:
+            form.setdefault("csrf_token", self.csrf_token)
+        return self.http.post(
+            self.base_url + path, data=form, allow_redirects=False, timeout=self.timeout
+        )
+
+    def sign_in(
+        self, email: str, password: str, *, next_path: str | None = None
+    ) -> requests.Response:
+        """Fill in the sign-in form; on success, read the page it leads to (for its token)."""
+        self.get("/sign-in")
+        form = {"email": email, "password": password}
+        if next_path is not None:
+            form["next"] = next_path
+        response = self.post("/sign-in", form)
+        if response.status_code == 303:
+            self.get(response.headers["location"])
+        return response
+
+    def sign_out(self) -> requests.Response:
+        return self.post("/sign-out")
+
+
+class SalesConnectClient:
+    """The JSON API as methods. `origin="salesforce"` sends `X-Sync-Origin` on every write.
+
+    `token`: the bearer token to send; None means the URL's password, else `TEST_SERVICE_TOKEN`
+    (the service credential: it may do everything); "" sends none."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        origin: str | None = None,
+        token: str | None = None,
+        timeout: float = 15.0,
+    ):
+        plain_url, url_token = url_without_token(base_url)
+        self.base_url = plain_url.rstrip("/")
         self.origin = origin
+        self.token = (url_token or TEST_SERVICE_TOKEN) if token is None else token
         self.timeout = timeout
         self.session = requests.Session()
+        self.session.trust_env = False
 
     def close(self) -> None:
         self.session.close()
 
     def as_bridge(self) -> SalesConnectClient:
-        return SalesConnectClient(self.base_url, origin="salesforce", timeout=self.timeout)
+        return SalesConnectClient(
+            self.base_url, origin="salesforce", token=self.token, timeout=self.timeout
+        )
+
+    def with_token(self, token: str) -> SalesConnectClient:
+        """The same service as another caller (a user's API token; "" for nobody)."""
+        return SalesConnectClient(
+            self.base_url, origin=self.origin, token=token, timeout=self.timeout
+        )
+
+    def auth_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
 
     def request(
         self,
@@ -136,7 +244,7 @@ class SalesConnectClient:
         timeout: float | None = None,
     ) -> requests.Response:
         """Send a request and raise `SalesConnectError` unless it succeeded."""
-        sent = dict(headers or {})
+        sent = {**self.auth_headers(), **(headers or {})}
         if self.origin is not None and method not in ("GET", "HEAD"):
             sent.setdefault("X-Sync-Origin", self.origin)
         if idempotency_key is not None:
@@ -165,6 +273,7 @@ class SalesConnectClient:
         time_zone: str = "UTC",
         salesforce_user_id: str | None = None,
         user_id: str | None = None,
+        password: str | None = None,
     ) -> UserJson:
         body: dict[str, Any] = {
             "email": email or f"user-{uuid.uuid4().hex[:12]}@example.com",
@@ -175,7 +284,42 @@ class SalesConnectClient:
             body["salesforce_user_id"] = salesforce_user_id
         if user_id is not None:
             body["id"] = user_id
+        if password is not None:
+            body["password"] = password
         return cast(UserJson, self.request("POST", "/api/users", json_body=body).json())
+
+    def set_password(self, user_id: str, password: str) -> None:
+        self.request("PUT", f"/api/users/{user_id}/password", json_body={"password": password})
+
+    def create_token(self, user_id: str, name: str = "tests") -> dict[str, Any]:
+        """A new API token of the user: the record with `token` (shown this once)."""
+        response = self.request("POST", f"/api/users/{user_id}/tokens", json_body={"name": name})
+        return cast(dict[str, Any], response.json())
+
+    def list_tokens(self, user_id: str) -> list[dict[str, Any]]:
+        response = self.request("GET", f"/api/users/{user_id}/tokens")
+        return cast(list[dict[str, Any]], response.json()["tokens"])
+
+    def revoke_token(self, user_id: str, token_id: str) -> None:
+        self.request("DELETE", f"/api/users/{user_id}/tokens/{token_id}")
+
+    def me(self) -> dict[str, Any]:
+        return cast(dict[str, Any], self.request("GET", "/api/me").json())
+
+    def pages_as(self, user_id: str, password: str | None = None) -> PageSession:
+        """The pages signed in as the user, after setting their password (which ends the
+        user's other page sessions)."""
+        password = password or f"pw-{secrets.token_urlsafe(12)}"
+        self.set_password(user_id, password)
+        pages = PageSession(self.base_url, timeout=self.timeout)
+        response = pages.sign_in(self.get_user(user_id)["email"], password)
+        if response.status_code != 303:
+            raise AssertionError(f"signing in as {user_id} failed: {response.status_code}")
+        return pages
+
+    def as_user(self, user_id: str) -> SalesConnectClient:
+        """A client with a new API token of the user (made with this client's credential)."""
+        return self.with_token(self.create_token(user_id)["token"])
 
     def get_user(self, user_id: str) -> UserJson:
         return cast(UserJson, self.request("GET", f"/api/users/{user_id}").json())
@@ -291,13 +435,23 @@ class SalesConnectClient:
 
 @dataclass
 class RunningSalesConnect:
-    url: str
+    """`url` carries the service token as its password (what `--salesconnect-url` of a bridge
+    process may be given); `base_url` is the plain address, for pages and raw requests."""
+
+    base_url: str
     database_url: str
     process: subprocess.Popen[bytes]
     log_path: Path
+    service_token: str = TEST_SERVICE_TOKEN
 
-    def client(self, *, origin: str | None = None) -> SalesConnectClient:
-        return SalesConnectClient(self.url, origin=origin)
+    @property
+    def url(self) -> str:
+        return url_with_token(self.base_url, self.service_token)
+
+    def client(self, *, origin: str | None = None, token: str | None = None) -> SalesConnectClient:
+        return SalesConnectClient(
+            self.base_url, origin=origin, token=self.service_token if token is None else token
+        )
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -315,13 +469,25 @@ def running_salesconnect(
     extra_args: Sequence[str] = (),
     env: Mapping[str, str] | None = None,
     startup_timeout: float = 30.0,
+    service_token: str = TEST_SERVICE_TOKEN,
 ) -> Iterator[RunningSalesConnect]:
-    """Start the service on a free port over `database_url`; stop it when the block ends."""
+    """Start the service on a free port over `database_url`; stop it when the block ends.
+    It accepts `service_token` as its service credential, unless `env` or `extra_args` name
+    the credential themselves."""
     workdir.mkdir(parents=True, exist_ok=True)
     tag = uuid.uuid4().hex[:8]
     ready_file = workdir / f"salesconnect-{tag}.ready.json"
     log_path = workdir / f"salesconnect-{tag}.log"
-    process_env = {**os.environ, **(env or {})}
+    process_env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(SERVICE_TOKEN_VARIABLE)
+    }
+    if not any(key.startswith(SERVICE_TOKEN_VARIABLE) for key in env or {}) and not any(
+        arg.startswith("--service-token") for arg in extra_args
+    ):
+        process_env[SERVICE_TOKEN_VARIABLE] = service_token
+    process_env.update(env or {})
     # The project's own folders first, whatever the editable install knew when it was made.
     process_env["PYTHONPATH"] = os.pathsep.join(
         p for p in (str(ROOT), process_env.get("PYTHONPATH", "")) if p
@@ -365,7 +531,11 @@ def running_salesconnect(
             )
         info = json.loads(ready_file.read_text())
         yield RunningSalesConnect(
-            url=str(info["url"]), database_url=database_url, process=process, log_path=log_path
+            base_url=str(info["url"]),
+            database_url=database_url,
+            process=process,
+            log_path=log_path,
+            service_token=service_token,
         )
     finally:
         stop_process(process)

@@ -7,6 +7,8 @@ the real RabbitMQ.
 * a fresh vhost on the shared RabbitMQ with the topology declared, and a fresh SQLite ledger
   (or `ledger_url=`), in parallel with
 * the Salesforce emulator (`EmulatorProcess`) and the Sales Connect service, then
+* the Sales Connect service accepts `TEST_SERVICE_TOKEN`, and the bridge's processes are given
+  it (`TASKSYNC_SALESCONNECT_TOKEN`, and as the password of `TASKSYNC_SALESCONNECT_URL`);
 * the ingress, both producers and both workers together (any subset: `components=`), each a
   `tasksync` subprocess started exactly as `tasksync up` starts it (`workers.up`), told its
   settings through TASKSYNC_* variables, and waited on through its `--ready-file`;
@@ -14,8 +16,9 @@ the real RabbitMQ.
   `notification_drop_share=1.0` makes it drop everything, so only the poller carries
   Salesforce changes).
 
-`RunningSystem` then offers the clients a test needs (Sales Connect as a user, the emulator's
-admin API, simple-salesforce as a synced user), `create_synced_user()`, `kill`/`stop`/`start`/
+`RunningSystem` then offers the clients a test needs (Sales Connect's API with the service
+token, its pages signed in as a user (`pages(user_id)`), the emulator's admin API,
+simple-salesforce as a synced user), `create_synced_user()`, `kill`/`stop`/`start`/
 `restart` of any component by name, write counters on both sides (`counts()`), and `verify()` /
 `wait_until_consistent()`, which run `tasksync verify --json`.
 
@@ -44,7 +47,15 @@ from simple_salesforce.api import Salesforce
 
 from tests.support.emulator import EmulatorAdmin, EmulatorProcess, EmulatorUser
 from tests.support.rabbitmq import BrokerVhost, fresh_vhost
-from tests.support.salesconnect import ChangeJson, SalesConnectClient, UserJson
+from tests.support.salesconnect import (
+    SERVICE_TOKEN_VARIABLE,
+    TEST_SERVICE_TOKEN,
+    ChangeJson,
+    PageSession,
+    SalesConnectClient,
+    UserJson,
+    url_with_token,
+)
 from tests.support.waiting import wait_for
 from workers.up import (
     BRIDGE_COMPONENTS,
@@ -358,13 +369,19 @@ class RunningSystem:
             SALESCONNECT,
             workdir,
             hermetic_environment(
-                {"TASKSYNC_SALESCONNECT_DB": options.salesconnect_db}
-                if options.salesconnect_db
-                else None
+                {
+                    SERVICE_TOKEN_VARIABLE: TEST_SERVICE_TOKEN,
+                    **(
+                        {"TASKSYNC_SALESCONNECT_DB": options.salesconnect_db}
+                        if options.salesconnect_db
+                        else {}
+                    ),
+                }
             ),
         )
         self.bridge: dict[str, ComponentProcess] = {}
         self._salesconnect: SalesConnectClient | None = None
+        self._pages: dict[str, PageSession] = {}
         self._admin: EmulatorAdmin | None = None
         self._feed_seen = 0
         self._feed_tally: Counter[str] = Counter()
@@ -400,8 +417,11 @@ class RunningSystem:
             shard_count=self.options.shard_count,
             retry_tiers=self.options.retry_tiers,
             management_url=self.vhost.management_url,
-            salesconnect_url=self.salesconnect_url,
+            # The token twice: as the URL's password too, so a URL handed on (an endpoints
+            # file a test writes from these settings) still carries the bridge's credential.
+            salesconnect_url=url_with_token(self.salesconnect_url, TEST_SERVICE_TOKEN),
             ingress_secret=INGRESS_SECRET,
+            salesconnect_token=TEST_SERVICE_TOKEN,
         )
 
     def bridge_environment(self, name: str | None = None) -> dict[str, str]:
@@ -442,6 +462,8 @@ class RunningSystem:
         self.emulator.stop()
         if self._salesconnect is not None:
             self._salesconnect.close()
+        for pages in self._pages.values():
+            pages.close()
         self._cleanup.close()
 
     def __enter__(self) -> RunningSystem:
@@ -501,10 +523,17 @@ class RunningSystem:
 
     @property
     def salesconnect(self) -> SalesConnectClient:
-        """The Sales Connect API as a user (no X-Sync-Origin); one keep-alive client."""
+        """The Sales Connect API with the service token and no X-Sync-Origin (so its writes are
+        the users' own); one keep-alive client."""
         if self._salesconnect is None:
             self._salesconnect = SalesConnectClient(self.salesconnect_url)
         return self._salesconnect
+
+    def pages(self, user_id: str) -> PageSession:
+        """The Command Center and Settings pages, signed in as the user (once per user)."""
+        if user_id not in self._pages:
+            self._pages[user_id] = self.salesconnect.pages_as(user_id)
+        return self._pages[user_id]
 
     @property
     def admin(self) -> EmulatorAdmin:

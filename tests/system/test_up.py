@@ -16,14 +16,16 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import click
+import pytest
 import requests
 from simple_salesforce.api import Salesforce
 
 from tests.support.emulator import http_session
 from tests.support.rabbitmq import BrokerVhost, free_port
-from tests.support.salesconnect import SalesConnectClient
+from tests.support.salesconnect import PageSession, SalesConnectClient, SalesConnectError
 from tests.support.system import hermetic_environment
 from tests.support.waiting import wait_for
 from workers.up import (
@@ -157,12 +159,24 @@ def test_up_seeds_once_writes_endpoints_stops_on_ctrl_c_and_resumes(
         )
         assert set(endpoints["components"]) == {"emulator", "salesconnect"}
 
-        client = SalesConnectClient(salesconnect["url"])
+        client = SalesConnectClient(salesconnect["url"], token=salesconnect["service_token"])
         user = client.get_user(demo["salesconnect_user_id"])
         assert user["salesforce_user_id"] == salesforce["sales_rep"]["id"]
         assert client.settings(user["id"])["task_sync"] == "on"
-        assert requests.get(demo["command_center_url"], timeout=10).status_code == 200
-        assert requests.get(demo["settings_url"], timeout=10).status_code == 200
+        signed_out = requests.get(demo["command_center_url"], timeout=10, allow_redirects=False)
+        assert signed_out.status_code == 303  # to sign-in
+        pages = PageSession(salesconnect["url"])
+        assert pages.sign_in(demo["email"], demo["password"]).status_code == 303
+        assert "Command Center" in pages.get(urlsplit(demo["command_center_url"]).path).text
+        assert "Settings" in pages.get(urlsplit(demo["settings_url"]).path).text
+        as_demo = SalesConnectClient(salesconnect["url"], token=demo["api_token"])
+        assert as_demo.me()["user_id"] == demo["salesconnect_user_id"]
+        with pytest.raises(SalesConnectError) as refused:
+            as_demo.changes()
+        assert refused.value.status == 403
+        with pytest.raises(SalesConnectError) as anonymous:
+            SalesConnectClient(salesconnect["url"], token="").me()
+        assert anonymous.value.status == 401
         session = http_session(salesforce["ca_path"])
         assert session.get(f"{salesforce['admin_url']}/health", timeout=10).json()["ok"]
         token = session.post(
@@ -187,6 +201,7 @@ def test_up_seeds_once_writes_endpoints_stops_on_ctrl_c_and_resumes(
 
     assert f"[up]   Command Center   {demo['command_center_url']}" in output
     assert f"[up]   Settings         {demo['settings_url']}" in output
+    assert f"sign in as {demo['email']} / {demo['password']}" in output
     assert f"[up]   Salesforce       {salesforce['instance_url']}" in output
     assert "[emulator] Salesforce emulator serving" in output
     assert "seeded the demo user" in output
@@ -196,8 +211,15 @@ def test_up_seeds_once_writes_endpoints_stops_on_ctrl_c_and_resumes(
         resumed = again.wait_serving()
         [resumed_demo] = resumed["demo_users"]
         assert resumed_demo["salesconnect_user_id"] == demo["salesconnect_user_id"]
+        assert (resumed_demo["password"], resumed_demo["api_token"]) == (
+            demo["password"],
+            demo["api_token"],
+        )
+        assert resumed["salesconnect"]["service_token"] == salesconnect["service_token"]
         assert resumed["salesforce"]["org_id"] == salesforce["org_id"]
-        client = SalesConnectClient(resumed["salesconnect"]["url"])
+        client = SalesConnectClient(
+            resumed["salesconnect"]["url"], token=resumed["salesconnect"]["service_token"]
+        )
         assert client.get_task(kept["id"])["name"] == "Still here after a restart"
         settings = client.settings(demo["salesconnect_user_id"])
         assert settings["activity_subject_template"] == "[SC] {{activity_subject}}"
@@ -328,7 +350,9 @@ def test_up_runs_the_whole_system_and_it_syncs_both_ways(
             timeout=10,
         ).json()["access_token"]
         rep = Salesforce(instance_url=salesforce["instance_url"], session_id=token, session=session)
-        client = SalesConnectClient(endpoints["salesconnect"]["url"])
+        client = SalesConnectClient(
+            endpoints["salesconnect"]["url"], token=endpoints["salesconnect"]["service_token"]
+        )
         user_id = demo["salesconnect_user_id"]
         client_task = client.create_task(user_id, "Made in Sales Connect", "2026-12-01")
         rep_task = rep.Task.create(
