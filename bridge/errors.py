@@ -8,7 +8,8 @@ Workers never decide retry-or-park from exception types scattered through handle
   attempts run out. Unknown exceptions are classified transient too: a bug gets the retry tiers'
   time to be fixed before the message is parked.
 * `RATE_LIMITED` (`REQUEST_LIMIT_EXCEEDED`, HTTP 429) and `BLOCKED` (login refused, API disabled
-  for the org): wait long without spending an attempt, since nothing is wrong with the message.
+  for the org, the Sales Connect API refusing the bridge's service token with 401 or 403): wait
+  long without spending an attempt, since nothing is wrong with the message.
 * `SESSION_EXPIRED` (HTTP 401 `INVALID_SESSION_ID`): re-authenticate, then retry at once.
 * `CONFLICT` (HTTP 409/412 from the Sales Connect API): re-read the record, then retry.
 * `PERMANENT` (validation rules, `STRING_TOO_LONG`, `INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST`,
@@ -161,6 +162,19 @@ def classify(exc: BaseException) -> Failure:  # noqa: PLR0911 - one return per r
     if isinstance(exc, SalesforceError):
         return classify_salesforce_exception(exc)
     if isinstance(exc, SalesConnectApiError):
+        if exc.status in (401, 403):
+            # The bridge speaks to Sales Connect with its service token alone: a refusal means
+            # that token is missing, revoked or not the service's, which an operator must fix;
+            # every message would fail the same way, so none is parked for it.
+            return Failure(
+                ErrorKind.BLOCKED,
+                exc.code,
+                f"{exc.message} (check the bridge's Sales Connect service token: "
+                "TASKSYNC_SALESCONNECT_TOKEN or its _FILE)",
+                System.SALESCONNECT,
+                exc.status,
+                exc.retry_after,
+            )
         return classify_http_status(
             exc.status, exc.message, System.SALESCONNECT, code=exc.code, retry_after=exc.retry_after
         )

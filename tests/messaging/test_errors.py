@@ -125,7 +125,8 @@ def test_failed_login_blocks_without_parking() -> None:
         (429, ErrorKind.RATE_LIMITED),
         (409, ErrorKind.CONFLICT),
         (412, ErrorKind.CONFLICT),
-        (401, ErrorKind.SESSION_EXPIRED),
+        (401, ErrorKind.BLOCKED),  # the bridge's service token is unknown or revoked
+        (403, ErrorKind.BLOCKED),  # the bridge was given a user's token, not the service's
         (400, ErrorKind.PERMANENT),
         (404, ErrorKind.PERMANENT),
         (422, ErrorKind.PERMANENT),

@@ -163,6 +163,23 @@ def test_compose_commands_and_settings_exist(compose: dict[str, Any]) -> None:
     assert {"rabbitmq", "postgres"} <= set(compose["services"])
 
 
+def test_compose_local_profile_gives_sales_connect_and_the_bridge_one_service_token(
+    compose: dict[str, Any],
+) -> None:
+    """The local Sales Connect refuses to start without a service token, and the bridge is
+    refused (401) unless it sends one the service accepts: both must be set, and equal."""
+    service, command = tasksync_services(compose)["salesconnect"]
+    assert resolve(command).path == ("salesconnect",)
+    accepted = service.get("environment", {}).get("TASKSYNC_SALESCONNECT_SERVICE_TOKEN", "")
+    assert len(accepted) >= 32, "compose's salesconnect has no service token (it would exit 2)"
+    sent = env_file_settings(DEPLOY / "local.env").get("TASKSYNC_SALESCONNECT_TOKEN")
+    assert sent == accepted, "local.env's TASKSYNC_SALESCONNECT_TOKEN is not the service's token"
+    production = env_file_settings(DEPLOY / "tasksync.env.example")
+    assert {"TASKSYNC_SALESCONNECT_TOKEN", "TASKSYNC_SALESCONNECT_TOKEN_FILE"} & set(production), (
+        "tasksync.env.example leaves the bridge's Sales Connect token unset"
+    )
+
+
 def test_compose_local_env_file_names_real_settings() -> None:
     known = all_envvars()
     for path in (DEPLOY / "local.env", DEPLOY / "tasksync.env.example"):

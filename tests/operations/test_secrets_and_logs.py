@@ -5,7 +5,8 @@ change events' fields; readiness follows Salesforce going away and coming back.
 Secrets configured: the Salesforce integration user's password and the OAuth client secret,
 the RabbitMQ password (with characters that must be percent-encoded in the URL), a password in
 the PostgreSQL ledger URL (the server trusts local connections, so any password works), and
-the ingress signing secrets, new and old, while rotating. Failures driven: expired Salesforce
+the ingress signing secrets, new and old, while rotating, and the Sales Connect service token
+the bridge sends (also as its Sales Connect URL's password). Failures driven: expired Salesforce
 sessions (the bridge logs in again), Salesforce answering 503 to everything (retries, readiness
 failing), a validation rule (a parked change), and notifications with a forged signature and
 with the old secret.
@@ -44,6 +45,7 @@ from tests.operations.support import (
 )
 from tests.support.databases import fresh_postgres_database
 from tests.support.rabbitmq import SHARED_MANAGEMENT_URL, Management
+from tests.support.salesconnect import TEST_SERVICE_TOKEN
 from tests.support.system import RunningSystem, running_system
 from tests.support.waiting import wait_for
 
@@ -62,6 +64,7 @@ SECRETS = {
     "ledger password": LEDGER_PASSWORD,
     "ingress secret": INGRESS_SECRET,
     "old ingress secret": OLD_INGRESS_SECRET,
+    "Sales Connect service token": TEST_SERVICE_TOKEN,
 }
 BRIDGE = (
     "ingress",
