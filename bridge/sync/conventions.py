@@ -62,6 +62,12 @@ def stamp_key(salesconnect_task_id: str) -> str:
     return f"salesconnect:{salesconnect_task_id}"
 
 
+def unpaired_stamp_key(salesforce_task_id: str) -> str:
+    """The record key of the existence stamp of a Salesforce Task that has no Sales Connect
+    task yet: an import and a delete of it that reach the applier out of order still agree."""
+    return f"salesforce:{salesforce_task_id}"
+
+
 def salesforce_known_values(values: Mapping[str, object]) -> dict[str, object]:
     """The mapped Task fields, raw, as Salesforce returns them (blank text is null there)."""
     return {
@@ -105,12 +111,12 @@ def stamp_claims(changes: Iterable[TaskChange]) -> list[tuple[str, SourceStamp, 
     ]
 
 
-def existence_won(ledger: Ledger, salesconnect_task_id: str, change: TaskChange) -> bool:
-    """Claim the task's existence for a delete or undelete; False when a later one of this
-    task holds it (the appliers then skip the change)."""
-    claim = ledger.claim_fields(
-        stamp_key(salesconnect_task_id), SourceStamp.of(change), [EXISTENCE_FIELD]
-    )
+def existence_won(ledger: Ledger, record_key: str, change: TaskChange) -> bool:
+    """Claim the existence of the task under `record_key` (`stamp_key`, or `unpaired_stamp_key`)
+    for a change that deletes, undeletes or creates it; False when a later one holds it (the
+    appliers then skip the change). A create waiting in a retry tier so loses to the delete
+    that followed it, even when the delete was applied first and found nothing to delete."""
+    claim = ledger.claim_fields(record_key, SourceStamp.of(change), [EXISTENCE_FIELD])
     return EXISTENCE_FIELD in claim.won
 
 

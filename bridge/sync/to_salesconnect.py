@@ -26,7 +26,12 @@ from bridge.ledger import Ledger, SourceStamp, TaskLink
 from bridge.mapping import UNTITLED_TASK_NAME, render_subject
 from bridge.messaging import APPLIED, SKIPPED, Delivery, Outcome
 from bridge.salesconnect.client import SalesConnectClient, SalesConnectTask, SyncUser
-from bridge.sync.conventions import existence_won, salesconnect_known_values, stamp_key
+from bridge.sync.conventions import (
+    existence_won,
+    salesconnect_known_values,
+    stamp_key,
+    unpaired_stamp_key,
+)
 from bridge.sync.directory import SyncUserDirectory
 from schemas.task_change import Op, Origin, TaskChange
 
@@ -67,17 +72,20 @@ class SalesConnectTaskApplier:
 
     def _apply_for(self, user: SyncUser, change: TaskChange) -> Outcome:
         task = self._find_task(user, change)
-        lost_existence = (
-            change.op in (Op.DELETE, Op.UNDELETE)
-            and task is not None
-            and not existence_won(self.ledger, task.id, change)
+        if task is None:
+            # Nothing in Sales Connect: the Task's existence is claimed under its own id, so
+            # of its import and its delete, the later one wins in whatever order they come.
+            key = unpaired_stamp_key(str(change.record.salesforce_task_id))
+            if not existence_won(self.ledger, key, change) or change.op is Op.DELETE:
+                return SKIPPED
+            return self._create(user, change)
+        lost_existence = change.op in (Op.DELETE, Op.UNDELETE) and not existence_won(
+            self.ledger, stamp_key(task.id), change
         )
         if lost_existence:
             return SKIPPED  # a later delete or undelete of this task won
         if change.op is Op.DELETE:
             return self._delete(task, change)
-        if task is None:
-            return self._create(user, change)
         extra: dict[str, object] = {}
         if task.is_deleted:
             if change.op is not Op.UNDELETE:

@@ -169,7 +169,7 @@ class SalesforceTaskApplier:
                     SourceStamp.of(item.change),
                     [
                         *(item.create_values or item.change.changed).present(),
-                        *([EXISTENCE_FIELD] if item.change.op is Op.UNDELETE else []),
+                        *([EXISTENCE_FIELD] if _claims_existence(item) else []),
                     ],
                 )
                 for item in pending
@@ -217,10 +217,12 @@ class SalesforceTaskApplier:
         if salesforce_id and link is None:
             self._link(user, salesconnect_id, salesforce_id)
         if change.op is Op.DELETE:
+            # Claimed even when there is no Task yet, so its create, if still waiting in a
+            # retry tier, loses when it comes.
+            if not existence_won(self.ledger, stamp_key(salesconnect_id), change):
+                return SKIPPED  # a later undelete of this task won
             if not salesforce_id:
                 return SKIPPED
-            if not existence_won(self.ledger, salesconnect_id, change):
-                return SKIPPED  # a later undelete of this task won
             return _Delete(index, change, user, salesconnect_id, salesforce_id)
         if salesforce_id and not self._recreate(change, salesforce_id):
             return _Pending(index, change, user, salesforce_id)
@@ -249,7 +251,7 @@ class SalesforceTaskApplier:
 
     def _after_claim(self, item: _Pending, won: frozenset[str]) -> _Plan | Outcome:
         salesconnect_id = _sc_id(item.change)
-        if item.change.op is Op.UNDELETE and EXISTENCE_FIELD not in won:
+        if _claims_existence(item) and EXISTENCE_FIELD not in won:
             return SKIPPED  # a later delete of this task won
         won = won - {EXISTENCE_FIELD}
         if item.create_values is not None:
@@ -603,6 +605,11 @@ class SalesforceTaskApplier:
             except Exception:
                 log.exception("could not show the sync error on the Settings page")
         return Outcome.failed(exc)
+
+
+def _claims_existence(item: _Pending) -> bool:
+    """Undeletes and creates claim the task's existence (deletes claim it in `_plan`)."""
+    return item.change.op is Op.UNDELETE or item.create_values is not None
 
 
 def _sc_id(change: TaskChange) -> str:

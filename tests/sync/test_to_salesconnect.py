@@ -165,6 +165,25 @@ def test_an_earlier_delete_that_arrives_after_a_later_undelete_is_skipped(
     assert (task["deleted_at"], task["details"]) == (None, "back")
 
 
+def test_an_import_retried_after_the_delete_that_followed_it_makes_no_task(
+    world: SyncWorld, applier: SalesConnectTaskApplier
+) -> None:
+    """The import waited in a retry tier; the delete came first and found nothing in Sales
+    Connect. The import must lose to it, and an undelete after both brings the task."""
+    task_id = sf_task(world)
+    imported_change = change_of(world, task_id, at=now(1), name="Call Ann", details="")
+    deleted = change_of(world, task_id, op=Op.DELETE, at=now(2))
+    assert applier([delivery(deleted)]) == [SKIPPED]
+    assert applier([delivery(imported_change)]) == [SKIPPED]
+    assert world.users.list_tasks(world.salesconnect_user_id) == []
+    undeleted = change_of(world, task_id, op=Op.UNDELETE, at=now(3), name="Call Ann")
+    assert applier([delivery(undeleted)]) == [APPLIED]
+    tasks = world.users.list_tasks(world.salesconnect_user_id)
+    assert [(task["name"], task["salesforce_task_id"]) for task in tasks] == [
+        ("Call Ann", task_id)
+    ]
+
+
 def test_an_undelete_brings_the_task_back_as_salesforce_holds_it(
     world: SyncWorld, applier: SalesConnectTaskApplier
 ) -> None:

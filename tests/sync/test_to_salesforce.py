@@ -266,3 +266,28 @@ def test_an_earlier_delete_retried_after_a_later_restore_is_skipped(
     assert applier([delivery(restored)]) in ([APPLIED], [SKIPPED])
     assert applier([delivery(deleted)]) == [SKIPPED]
     assert not world.gateway.get(sf_id).is_deleted
+
+
+def test_a_create_retried_after_the_delete_that_followed_it_makes_no_task(
+    world: SyncWorld, applier: SalesforceTaskApplier
+) -> None:
+    """The create waited in a retry tier; the delete came first and found no Task to delete.
+    The create, carrying every field (so Sales Connect is not read), must lose to it."""
+    task = new_task(world, name="Short-lived", due_date="2026-11-23", details="gone soon")
+    create = change_of(
+        world,
+        task,
+        at=now(1),
+        name="Short-lived",
+        status=TaskStatus.OPEN,
+        priority=TaskPriority.NORMAL,
+        due_date=date(2026, 11, 23),
+        details="gone soon",
+    )
+    world.users.delete_task(str(task["id"]))
+    deleted = change_of(world, task, op=Op.DELETE, at=now(2))
+    assert applier([delivery(deleted)]) == [SKIPPED]
+    assert applier([delivery(create)]) == [SKIPPED]
+    found = world.rep.query(f"SELECT Id FROM Task WHERE Sales_Connect_Id__c = '{task['id']}'")
+    assert found["totalSize"] == 0
+    assert world.ledger.link_for_salesconnect(str(task["id"])) is None
