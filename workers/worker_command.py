@@ -19,6 +19,7 @@ from bridge.messaging import (
     RetryPolicy,
     parse_shard_selection,
 )
+from bridge.messaging.consumer import DEFAULT_BATCH_SIZE, DEFAULT_PREFETCH, MAX_BATCH_SIZE
 from bridge.observability.health import ConnectionWatch, HealthChecks, flag_check
 from bridge.observability.metrics import format_shards, watch_ledger
 from bridge.observability.salesforce import SalesforceReachability
@@ -59,8 +60,8 @@ def worker_options(command: Callable[..., Any]) -> Callable[..., Any]:
             salesconnect_url_option,
             click.option(
                 "--batch-size",
-                type=click.IntRange(1, 200),
-                default=100,
+                type=click.IntRange(1, MAX_BATCH_SIZE),
+                default=DEFAULT_BATCH_SIZE,
                 show_default=True,
                 help="At most this many waiting messages are applied together (up to 200 "
                 "Salesforce records a call); an idle worker applies each one as it comes.",
@@ -68,7 +69,7 @@ def worker_options(command: Callable[..., Any]) -> Callable[..., Any]:
             click.option(
                 "--prefetch",
                 type=click.IntRange(1, 10_000),
-                default=200,
+                default=DEFAULT_PREFETCH,
                 show_default=True,
                 help="Unacknowledged messages held per shard.",
             ),
