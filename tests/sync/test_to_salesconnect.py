@@ -179,9 +179,7 @@ def test_an_import_retried_after_the_delete_that_followed_it_makes_no_task(
     undeleted = change_of(world, task_id, op=Op.UNDELETE, at=now(3), name="Call Ann")
     assert applier([delivery(undeleted)]) == [APPLIED]
     tasks = world.users.list_tasks(world.salesconnect_user_id)
-    assert [(task["name"], task["salesforce_task_id"]) for task in tasks] == [
-        ("Call Ann", task_id)
-    ]
+    assert [(task["name"], task["salesforce_task_id"]) for task in tasks] == [("Call Ann", task_id)]
 
 
 def test_an_undelete_brings_the_task_back_as_salesforce_holds_it(
