@@ -113,11 +113,20 @@ def stamp_claims(changes: Iterable[TaskChange]) -> list[tuple[str, SourceStamp, 
 
 def existence_won(ledger: Ledger, record_key: str, change: TaskChange) -> bool:
     """Claim the existence of the task under `record_key` (`stamp_key`, or `unpaired_stamp_key`)
-    for a change that deletes, undeletes or creates it; False when a later one holds it (the
-    appliers then skip the change). A create waiting in a retry tier so loses to the delete
-    that followed it, even when the delete was applied first and found nothing to delete."""
+    for a delete or undelete; False when a later one holds it (the appliers then skip the
+    change). Deletes claim it even when they find nothing to delete."""
     claim = ledger.claim_fields(record_key, SourceStamp.of(change), [EXISTENCE_FIELD])
     return EXISTENCE_FIELD in claim.won
+
+
+def created_too_late(stamps: Mapping[str, SourceStamp], change: TaskChange) -> bool:
+    """Whether a delete or undelete later than the create `change` holds the task's existence
+    (`stamps`: the task's field stamps): a create that waited in a retry tier while the delete
+    after it was applied then makes nothing. Creates only look and never claim, so a delete
+    stamped before the create (another system's clock, a Salesforce delete found only when
+    sync is turned on again) still wins over it."""
+    held = stamps.get(EXISTENCE_FIELD)
+    return held is not None and held.order_key() > SourceStamp.of(change).order_key()
 
 
 def claimed_fields(change: TaskChange) -> list[str]:

@@ -27,6 +27,7 @@ from bridge.mapping import UNTITLED_TASK_NAME, render_subject
 from bridge.messaging import APPLIED, SKIPPED, Delivery, Outcome
 from bridge.salesconnect.client import SalesConnectClient, SalesConnectTask, SyncUser
 from bridge.sync.conventions import (
+    created_too_late,
     existence_won,
     salesconnect_known_values,
     stamp_key,
@@ -73,12 +74,7 @@ class SalesConnectTaskApplier:
     def _apply_for(self, user: SyncUser, change: TaskChange) -> Outcome:
         task = self._find_task(user, change)
         if task is None:
-            # Nothing in Sales Connect: the Task's existence is claimed under its own id, so
-            # of its import and its delete, the later one wins in whatever order they come.
-            key = unpaired_stamp_key(str(change.record.salesforce_task_id))
-            if not existence_won(self.ledger, key, change) or change.op is Op.DELETE:
-                return SKIPPED
-            return self._create(user, change)
+            return self._apply_unpaired(user, change)
         lost_existence = change.op in (Op.DELETE, Op.UNDELETE) and not existence_won(
             self.ledger, stamp_key(task.id), change
         )
@@ -93,6 +89,17 @@ class SalesConnectTaskApplier:
             task = self._restore(task, change)
             extra = self._name_from_subject(user, task, change)
         return self._update(task, change, extra)
+
+    def _apply_unpaired(self, user: SyncUser, change: TaskChange) -> Outcome:
+        """Nothing in Sales Connect: deletes and undeletes claim the Task's existence under its
+        own id, and an import loses to a later one (in whatever order they come)."""
+        key = unpaired_stamp_key(str(change.record.salesforce_task_id))
+        if change.op is Op.UPSERT:
+            if created_too_late(self.ledger.field_stamps(key), change):
+                return SKIPPED
+        elif not existence_won(self.ledger, key, change) or change.op is Op.DELETE:
+            return SKIPPED
+        return self._create(user, change)
 
     # -- finding the task -------------------------------------------------------------------
 

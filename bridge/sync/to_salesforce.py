@@ -49,6 +49,7 @@ from bridge.salesforce.tasks import (
 from bridge.sync.conventions import (
     DELETED_FIELD,
     EXISTENCE_FIELD,
+    created_too_late,
     existence_won,
     salesforce_known_values,
     stamp_key,
@@ -169,13 +170,24 @@ class SalesforceTaskApplier:
                     SourceStamp.of(item.change),
                     [
                         *(item.create_values or item.change.changed).present(),
-                        *([EXISTENCE_FIELD] if _claims_existence(item) else []),
+                        *([EXISTENCE_FIELD] if item.change.op is Op.UNDELETE else []),
                     ],
                 )
                 for item in pending
             ]
         )
+        creating = [item for item in pending if _creates(item)]
+        stamps = (
+            self.ledger.field_stamps_many(stamp_key(_sc_id(item.change)) for item in creating)
+            if creating
+            else {}
+        )
         for item, claim in zip(pending, claims, strict=True):
+            if _creates(item) and created_too_late(
+                stamps.get(stamp_key(_sc_id(item.change)), {}), item.change
+            ):
+                outcomes[item.index] = SKIPPED  # the task was deleted after this create
+                continue
             try:
                 planned_after = self._after_claim(item, claim.won)
             except Exception as exc:
@@ -251,7 +263,7 @@ class SalesforceTaskApplier:
 
     def _after_claim(self, item: _Pending, won: frozenset[str]) -> _Plan | Outcome:
         salesconnect_id = _sc_id(item.change)
-        if _claims_existence(item) and EXISTENCE_FIELD not in won:
+        if item.change.op is Op.UNDELETE and EXISTENCE_FIELD not in won:
             return SKIPPED  # a later delete of this task won
         won = won - {EXISTENCE_FIELD}
         if item.create_values is not None:
@@ -607,9 +619,9 @@ class SalesforceTaskApplier:
         return Outcome.failed(exc)
 
 
-def _claims_existence(item: _Pending) -> bool:
-    """Undeletes and creates claim the task's existence (deletes claim it in `_plan`)."""
-    return item.change.op is Op.UNDELETE or item.create_values is not None
+def _creates(item: _Pending) -> bool:
+    """A create that is not an undelete's (undeletes claim the task's existence instead)."""
+    return item.change.op is not Op.UNDELETE and item.create_values is not None
 
 
 def _sc_id(change: TaskChange) -> str:

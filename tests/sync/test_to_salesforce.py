@@ -9,10 +9,11 @@ import pytest
 from bridge.errors import ErrorKind, classify
 from bridge.messaging import APPLIED, SKIPPED, OutcomeKind
 from bridge.sync.conventions import salesforce_known_values
+from bridge.sync.to_salesconnect import SalesConnectTaskApplier
 from bridge.sync.to_salesforce import SalesforceTaskApplier
 from schemas.task_change import Op, Origin, TaskChange, TaskPriority, TaskStatus
 from tests.sync.conftest import SyncWorld, delivery
-from tests.sync.messages import from_salesconnect, now
+from tests.sync.messages import from_salesconnect, from_salesforce, now
 
 
 @pytest.fixture
@@ -291,3 +292,22 @@ def test_a_create_retried_after_the_delete_that_followed_it_makes_no_task(
     found = world.rep.query(f"SELECT Id FROM Task WHERE Sales_Connect_Id__c = '{task['id']}'")
     assert found["totalSize"] == 0
     assert world.ledger.link_for_salesconnect(str(task["id"])) is None
+
+
+def test_a_salesforce_delete_stamped_before_the_create_still_deletes(
+    world: SyncWorld, applier: SalesforceTaskApplier
+) -> None:
+    """Creates never claim the task's existence: a Salesforce delete whose stamp is older than
+    the Sales Connect create (found only when sync is turned on again, or another clock)
+    still deletes the task."""
+    task, sf_id = created(world, applier)
+    deleted = from_salesforce(
+        world.salesforce_user_id,
+        sf_id,
+        op=Op.DELETE,
+        at=now(-10 * 24 * 3600),
+        salesconnect_task_id=str(task["id"]),
+    )
+    to_salesconnect = SalesConnectTaskApplier(world.salesconnect, world.ledger, world.directory)
+    assert to_salesconnect([delivery(deleted)]) == [APPLIED]
+    assert world.users.get_task(str(task["id"]), include_deleted=True)["deleted_at"] is not None
