@@ -259,6 +259,11 @@ class SalesConnectFeedProducer:
                 continue
             if entry.by_bridge or not entry.task_sync:
                 record_producer_skipped("salesconnect", "echo" if entry.by_bridge else "sync_off")
+                if entry.by_bridge and (written := salesconnect_known_values(entry.changed)):
+                    # What the bridge wrote is what Sales Connect holds: known, even when the
+                    # worker that wrote it was killed before recording it (else the field
+                    # would look changed in flight to every later change, forever).
+                    observed.append(Observed(Origin.SALESCONNECT, entry.task_id, written))
                 continue
             user = self.directory.by_salesconnect_id(entry.user_id)
             if user is None:

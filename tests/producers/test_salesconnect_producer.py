@@ -171,6 +171,24 @@ def test_publishes_synced_users_task_changes_and_nothing_else(world: FeedWorld) 
     )
 
 
+def test_the_bridges_own_writes_become_known_without_being_published(world: FeedWorld) -> None:
+    """A worker killed between its write and recording it leaves the value unknown; the feed's
+    echo entry makes it known, so later changes to that field do not wait forever."""
+    users = world.users
+    alice = world.user()
+    world.producer.start()
+    created = users.create_task(alice, "Call Ann", None, priority="high")
+    world.bridge.update_task(created["id"], priority="normal")
+    sentinel = users.create_task(alice, "Sentinel", None)
+    world.published.wait_for_task(task_of, sentinel["id"])
+    messages = world.published.collect()
+    assert [m.change.record.salesconnect_task_id for m in messages].count(created["id"]) == 1
+    with Ledger.open(world.ledger_url) as ledger:
+        assert ledger.unchanged_fields(
+            Origin.SALESCONNECT, created["id"], {"priority": "normal", "name": "Call Ann"}
+        ) == {"priority", "name"}
+
+
 def write_tasks(users: SalesConnectClient, user_id: str, count: int) -> list[str]:
     return [users.create_task(user_id, f"Task {n}", None)["id"] for n in range(count)]
 
