@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
 FIELDS: Final = ("name", "status", "priority", "due_date", "details")
@@ -129,13 +129,29 @@ class TaskModel:
         """Per field written since the last delete or undelete: the values that may be the
         final one (each write that could have the latest stamp)."""
         by_field: dict[str, list[Write]] = {}
-        for write in self.writes_since_existence():
+        for write in self._as_stamped(self.writes_since_existence()):
             by_field.setdefault(write.field, []).append(write)
         allowed: dict[str, set[Any]] = {}
         for name, writes in by_field.items():
             latest_low = max(write.low_ms for write in writes)
             allowed[name] = {write.value for write in writes if write.high_ms >= latest_low}
         return allowed
+
+    def _as_stamped(self, writes: list[Write]) -> list[Write]:
+        """`writes` with the stamps the bridge may give them. Salesforce has no stamp per field:
+        a Task is observed with its `SystemModstamp`, so a write seen only after the Task's
+        next modification (its notification lost or refused, the poller reading after both)
+        carries that one's stamp. A Salesforce write's stamp may therefore be as late as the
+        next Salesforce write to the task."""
+        calls = sorted({(w.low_ms, w.high_ms) for w in self.writes if w.side is Side.SALESFORCE})
+        stamped = []
+        for write in writes:
+            later = [high for low, high in calls if low > write.high_ms]
+            if write.side is Side.SALESFORCE and later:
+                stamped.append(replace(write, high_ms=max(write.high_ms, min(later))))
+            else:
+                stamped.append(write)
+        return stamped
 
     def values_from(self, side: Side) -> dict[str, set[Any]]:
         """Every value any user wrote to each field on `side` (for tracing the bridge's

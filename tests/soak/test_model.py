@@ -40,6 +40,18 @@ def test_writes_whose_stamps_may_overlap_are_both_acceptable() -> None:
     assert task.acceptable() == {"details": {"from salesforce", "from salesconnect"}}
 
 
+def test_a_salesforce_write_may_carry_the_stamp_of_the_next_one_to_its_task() -> None:
+    """Seen only with the Task's next modification, it gets that modification's stamp."""
+    task = model()
+    task.record(Side.SALESFORCE, {"due_date": "2027-02-15"}, 1000, 1100)
+    task.record(Side.SALESCONNECT, {"due_date": "2027-02-28"}, 2000, 2000)
+    assert task.acceptable() == {"due_date": {"2027-02-28"}}
+    task.record(Side.SALESFORCE, {"status": "completed"}, 3000, 3100)
+    assert task.acceptable()["due_date"] == {"2027-02-15", "2027-02-28"}
+    task.record(Side.SALESCONNECT, {"due_date": "2027-03-01"}, 4000, 4000)
+    assert task.acceptable()["due_date"] == {"2027-03-01"}
+
+
 def test_writes_before_a_delete_or_undelete_are_left_to_verify() -> None:
     task = model()
     task.record(Side.SALESCONNECT, {"details": "swallowed by the delete"}, 1000, 1000)
