@@ -20,9 +20,9 @@ TASKSYNC = Path(sys.executable).with_name("tasksync")
 @pytest.mark.timeout(600)
 @pytest.mark.xfail(
     strict=False,
-    reason="open bug (issue 8 note): after a broker outage, a Salesforce edit published late can "
-    "carry the stamp of a later write to its Task (the bridge's own) and so win over a newer Sales "
-    "Connect edit of the same field; seen once in a full run",
+    reason="kept until runs with several seeds are clean (issue 8 note): this session's runs "
+    "found a create/delete race, a known value lost to a killed worker and a model question "
+    "about Salesforce record stamps, all now answered; no run has checked all three fixes yet",
 )
 def test_a_three_minute_soak_finds_no_violation(tmp_path: Path) -> None:
     output = tmp_path / "soak.json"
