@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Final
 
+from salesforce_emulator import composite
 from salesforce_emulator.admin import ADMIN_PREFIX, AdminApi
 from salesforce_emulator.auth import Authenticator
 from salesforce_emulator.cursors import QueryCursors
@@ -161,7 +162,10 @@ class EmulatorApp:
                 self.calls.record(client, "", resource, request.method, str(user.status))
             return api_error_reply(user)
         actor = Actor(user["Id"], user["Username"], client)
-        faults = self.faults.draw(is_write=request.method in _WRITE_METHODS)
+        writes = request.method in _WRITE_METHODS and (
+            segments != ["composite"] or composite.is_write(request.body)
+        )
+        faults = self.faults.draw(is_write=writes)
         if faults.latency_seconds:
             time.sleep(faults.latency_seconds)
         if faults.drop_connection:

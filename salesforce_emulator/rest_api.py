@@ -12,14 +12,14 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
-from salesforce_emulator import ids, soql
+from salesforce_emulator import composite, ids, soql
 from salesforce_emulator.cursors import QueryCursors
 from salesforce_emulator.errors import ApiError, not_found, record_error
 from salesforce_emulator.faults import FaultPlan
 from salesforce_emulator.http_server import Request, Response
 from salesforce_emulator.org import Actor, Org
 from salesforce_emulator.records import parse_json_body
-from salesforce_emulator.replies import json_reply, no_content
+from salesforce_emulator.replies import api_error_reply, json_reply, no_content
 from salesforce_emulator.sobjects import (
     EXTERNAL_ID_FIELD,
     SOBJECTS,
@@ -88,8 +88,8 @@ class RestApi:
             return self._sobjects(request, version, rest, actor)
         if head in ("query", "queryAll"):
             return self._only(request, "GET", lambda: self._query(request, version, head, rest))
-        if head == "composite" and rest[:1] == ["sobjects"]:
-            return self._collections(request, version, rest[1:], actor)
+        if head == "composite":
+            return self._composite_resource(request, version, rest, actor)
         if head == "limits" and not rest:
             return self._only(request, "GET", lambda: json_reply(200, self._limits()))
         raise not_found()
@@ -115,6 +115,44 @@ class RestApi:
                 ("limits", "limits"),
             )
         }
+
+    def _composite_resource(
+        self, request: Request, version: str, rest: list[str], actor: Actor
+    ) -> Response:
+        if rest[:1] == ["sobjects"]:
+            return self._collections(request, version, rest[1:], actor)
+        if rest:
+            raise not_found()
+        if request.method in ("GET", "HEAD"):
+            base = f"/services/data/v{version}/composite"
+            return json_reply(200, {"sobjects": f"{base}/sobjects"})
+        if request.method != "POST":
+            raise method_not_allowed(request.method, "HEAD,GET,POST")
+        return self._composite(request, actor)
+
+    def _composite(self, request: Request, actor: Actor) -> Response:
+        all_or_none, subrequests = composite.parse(request.body)
+
+        def call(sub: Request, version: str, segments: list[str]) -> Response:
+            """One subrequest in its own savepoint, rolled back when it fails."""
+            try:
+                with self.org.store.transaction():
+                    response = self.handle(sub, version, segments, actor)
+                    if response.status >= 400:
+                        raise RolledBackError(response)
+                    return response
+            except RolledBackError as rolled_back:
+                return rolled_back.response
+            except ApiError as error:
+                return api_error_reply(error)
+
+        try:
+            answers = composite.run(request, all_or_none, subrequests, call)
+        except composite.RolledBackCompositeError as rolled_back:
+            raise RolledBackError(
+                json_reply(200, {"compositeResponse": rolled_back.response})
+            ) from None
+        return json_reply(200, {"compositeResponse": answers})
 
     def _limits(self) -> dict[str, Any]:
         limit = self.faults.settings.daily_api_limit
