@@ -63,8 +63,9 @@ def worker_options(command: Callable[..., Any]) -> Callable[..., Any]:
                 type=click.IntRange(1, MAX_BATCH_SIZE),
                 default=DEFAULT_BATCH_SIZE,
                 show_default=True,
-                help="At most this many waiting messages are applied together (up to 200 "
-                "Salesforce records a call); an idle worker applies each one as it comes.",
+                help="At most this many waiting messages are applied together (towards "
+                "Salesforce, up to 1,000 records in one API call); an idle worker applies each "
+                "one as it comes.",
             ),
             click.option(
                 "--prefetch",

@@ -72,8 +72,8 @@ from schemas.task_change import TaskChange
 
 log = logging.getLogger(__name__)
 
-MAX_BATCH_SIZE: Final = 200
-DEFAULT_BATCH_SIZE: Final = MAX_BATCH_SIZE  # one Salesforce collection call
+MAX_BATCH_SIZE: Final = 1000
+DEFAULT_BATCH_SIZE: Final = MAX_BATCH_SIZE  # one Salesforce Composite call of 5 collections
 DEFAULT_PREFETCH: Final = 2 * DEFAULT_BATCH_SIZE  # the next batch waits while one is applied
 DEFAULT_LINGER: Final = 0.002
 PURGE_INTERVAL: Final = 3600.0

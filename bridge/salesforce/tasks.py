@@ -1,19 +1,21 @@
 """Salesforce `Task` reads and writes the bridge makes, over simple-salesforce's REST calls.
 
 Everything the sync needs and nothing more: upsert by the external id `Sales_Connect_Id__c`,
-conditional update, delete, sObject Collections for backlogs (200 records a call), SOQL with
-paging, and the replication calls (`deleted/`). Records come back as `SalesforceTask`, with
-stamps parsed to aware UTC datetimes and `ActivityDate` kept as its `YYYY-MM-DD` string, and
+conditional update, delete, sObject Collections for backlogs (200 records a collection, and up
+to five collections or queries in one Composite call, which Salesforce counts as one API call),
+SOQL with paging, and the replication calls (`deleted/`). Records come back as `SalesforceTask`,
+with stamps parsed to aware UTC datetimes and `ActivityDate` kept as its `YYYY-MM-DD` string, and
 the moment the bridge asked for them (`read_at`), which says whether their stamp is settled.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Sized
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any, Final, cast
+from urllib.parse import urlencode
 
 from simple_salesforce.api import Salesforce, SFType
 from simple_salesforce.exceptions import SalesforceError, SalesforceGeneralError
@@ -23,6 +25,9 @@ from schemas.fields import format_utc_stamp, parse_utc_stamp
 
 EXTERNAL_ID_FIELD: Final = "Sales_Connect_Id__c"
 COLLECTION_LIMIT: Final = 200
+# Salesforce's Composite resource takes at most 5 queries or sObject Collections a call.
+COMPOSITE_PARTS: Final = 5
+BULK_LIMIT: Final = COLLECTION_LIMIT * COMPOSITE_PARTS  # records one Composite call writes
 TASK_FIELDS: Final = (
     "Id",
     "OwnerId",
@@ -239,6 +244,65 @@ class SalesforceTaskGateway:
         )
         return SalesforceTask.from_record(record, read_at=read_at)
 
+    def _composite(
+        self, parts: Sequence[tuple[str, str, Mapping[str, Any] | None]]
+    ) -> list[tuple[int, Any]]:
+        """One Composite call of (method, path under /services/data/vNN.N/, body) subrequests,
+        each standing alone (allOrNone false); each one's (status, body), in order."""
+
+        def run(client: Salesforce) -> Any:
+            base = f"/services/data/v{client.sf_version}/"
+            payload = {
+                "allOrNone": False,
+                "compositeRequest": [
+                    {
+                        "method": method,
+                        "url": base + path,
+                        "referenceId": f"part{number}",
+                        **({"body": body} if body is not None else {}),
+                    }
+                    for number, (method, path, body) in enumerate(parts)
+                ],
+            }
+            return client.restful("composite", method="POST", json=payload, headers=self._headers())
+
+        answer = self.session.call(run)
+        responses = answer.get("compositeResponse") if isinstance(answer, Mapping) else None
+        by_reference = {
+            item.get("referenceId"): item for item in responses or () if isinstance(item, Mapping)
+        }
+        found = [by_reference.get(f"part{number}") for number in range(len(parts))]
+        if any(item is None for item in found):
+            raise SalesforceError("composite", 200, "composite", answer)
+        return [(int(item["httpStatusCode"]), item.get("body")) for item in found if item]
+
+    def _collections(
+        self, method: str, path: str, chunks: Sequence[Sequence[Mapping[str, object]]]
+    ) -> list[RecordResult]:
+        """sObject Collections calls, one per chunk of at most 200 records; several chunks go
+        five to a Composite call. `path` may hold `{ids}` for the chunk's ids (deletes)."""
+
+        def part(chunk: Sequence[Mapping[str, object]]) -> tuple[str, Mapping[str, Any] | None]:
+            if "{ids}" in path:
+                return path.replace("{ids}", ",".join(str(r["Id"]) for r in chunk)), None
+            records = [{"attributes": {"type": "Task"}, **record} for record in chunk]
+            return path, {"allOrNone": False, "records": records}
+
+        if len(chunks) == 1:
+            only_path, payload = part(chunks[0])
+            return self._collection(method, only_path, payload)
+        results: list[RecordResult] = []
+        for start in range(0, len(chunks), COMPOSITE_PARTS):
+            group = chunks[start : start + COMPOSITE_PARTS]
+            answers = self._composite([(method, *part(chunk)) for chunk in group])
+            for chunk, (status, body) in zip(group, answers, strict=True):
+                if status < 400 and isinstance(body, list) and len(body) == len(chunk):
+                    results.extend(_record_result(item) for item in body)
+                else:
+                    failed = RecordResult(None, False, errors=_request_errors(body, status))
+                    results.extend(failed for _ in chunk)
+        return results
+
     def _collection(
         self, method: str, path: str, payload: Mapping[str, Any] | None = None
     ) -> list[RecordResult]:
@@ -251,27 +315,23 @@ class SalesforceTaskGateway:
         return [_record_result(item) for item in results]
 
     def upsert_many(self, records: Sequence[Mapping[str, object]]) -> list[RecordResult]:
-        """Collections upsert on the external id; each record must carry `Sales_Connect_Id__c`."""
-        _check_collection_size(records)
-        payload = {
-            "allOrNone": False,
-            "records": [{"attributes": {"type": "Task"}, **record} for record in records],
-        }
-        return self._collection("PATCH", f"composite/sobjects/Task/{EXTERNAL_ID_FIELD}", payload)
+        """Collections upsert on the external id; each record must carry `Sales_Connect_Id__c`.
+        Up to `BULK_LIMIT` records, in one API call."""
+        return self._collections(
+            "PATCH", f"composite/sobjects/Task/{EXTERNAL_ID_FIELD}", _bulk_chunks(records)
+        )
 
     def update_many(self, records: Sequence[Mapping[str, object]]) -> list[RecordResult]:
-        """Collections update; each record must carry its `Id`."""
-        _check_collection_size(records)
-        payload = {
-            "allOrNone": False,
-            "records": [{"attributes": {"type": "Task"}, **record} for record in records],
-        }
-        return self._collection("PATCH", "composite/sobjects", payload)
+        """Collections update; each record must carry its `Id`. Up to `BULK_LIMIT` records,
+        in one API call."""
+        return self._collections("PATCH", "composite/sobjects", _bulk_chunks(records))
 
     def delete_many(self, task_ids: Sequence[str]) -> list[RecordResult]:
-        _check_collection_size(task_ids)
-        return self._collection(
-            "DELETE", f"composite/sobjects?ids={','.join(task_ids)}&allOrNone=false"
+        """Up to `BULK_LIMIT` Tasks, in one API call."""
+        return self._collections(
+            "DELETE",
+            "composite/sobjects?ids={ids}&allOrNone=false",
+            _bulk_chunks([{"Id": task_id} for task_id in task_ids]),
         )
 
     def query(self, soql: str, include_deleted: bool = False) -> Iterator[dict[str, Any]]:
@@ -301,12 +361,35 @@ class SalesforceTaskGateway:
             yield SalesforceTask.from_record(record, read_at=read_at)
 
     def tasks_by_id(self, task_ids: Sequence[str]) -> dict[str, SalesforceTask]:
-        """Current values of these Tasks, deleted ones included, in one query per 200 ids."""
+        """Current values of these Tasks, deleted ones included: one query per 200 ids, and
+        up to five such queries in one Composite call."""
+        chunks = [
+            task_ids[start : start + COLLECTION_LIMIT]
+            for start in range(0, len(task_ids), COLLECTION_LIMIT)
+        ]
+        if len(chunks) <= 1:
+            where = f"Id IN {soql_id_list(task_ids)}" if task_ids else None
+            return {t.id: t for t in self.tasks(where, include_deleted=True)} if where else {}
         found: dict[str, SalesforceTask] = {}
-        for start in range(0, len(task_ids), COLLECTION_LIMIT):
-            chunk = task_ids[start : start + COLLECTION_LIMIT]
-            for task in self.tasks(f"Id IN {soql_id_list(chunk)}", include_deleted=True):
-                found[task.id] = task
+        for start in range(0, len(chunks), COMPOSITE_PARTS):
+            group = chunks[start : start + COMPOSITE_PARTS]
+            read_at = datetime.now(UTC)
+            queries = [
+                f"SELECT {SOQL_TASK_FIELDS} FROM Task WHERE Id IN {soql_id_list(chunk)}"
+                for chunk in group
+            ]
+            answers = self._composite(
+                [("GET", f"queryAll?{urlencode({'q': query})}", None) for query in queries]
+            )
+            for query, (status, page) in zip(queries, answers, strict=True):
+                if status >= 400 or not isinstance(page, Mapping):
+                    raise SalesforceError("composite", status, "queryAll", page)
+                records = list(page.get("records", []))
+                if not page.get("done", True) and page.get("nextRecordsUrl"):
+                    records = list(self.query(query, include_deleted=True))
+                for record in records:
+                    task = SalesforceTask.from_record(record, read_at=read_at)
+                    found[task.id] = task
         return found
 
     def deleted_between(self, start: datetime, end: datetime) -> DeletedWindow:
@@ -331,6 +414,25 @@ def _optional_stamp(value: object) -> datetime | None:
     return parse_utc_stamp(str(value)) if value else None
 
 
-def _check_collection_size(items: Sized) -> None:
-    if not 1 <= len(items) <= COLLECTION_LIMIT:
-        raise ValueError(f"sObject Collections take 1 to {COLLECTION_LIMIT} records a call")
+def _bulk_chunks(records: Sequence[Mapping[str, object]]) -> list[Sequence[Mapping[str, object]]]:
+    """Collections of at most 200 records, for 1 to `BULK_LIMIT` records in all."""
+    if not 1 <= len(records) <= BULK_LIMIT:
+        raise ValueError(f"bulk writes take 1 to {BULK_LIMIT} records a call")
+    return [
+        records[start : start + COLLECTION_LIMIT]
+        for start in range(0, len(records), COLLECTION_LIMIT)
+    ]
+
+
+def _request_errors(body: object, status: int) -> tuple[RecordError, ...]:
+    """A failed subrequest's error list (`[{"errorCode", "message", "fields"}]`) as the
+    errors of each of its records."""
+    errors = [item for item in body if isinstance(item, Mapping)] if isinstance(body, list) else []
+    return tuple(
+        RecordError(
+            status_code=str(error.get("errorCode") or error.get("statusCode") or status),
+            message=str(error.get("message", "")),
+            fields=tuple(error.get("fields") or ()),
+        )
+        for error in errors
+    ) or (RecordError(str(status), f"the subrequest failed with HTTP {status}"),)

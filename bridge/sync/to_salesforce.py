@@ -4,13 +4,14 @@ Each message becomes a plan (`docs/sync.md`, "Applying"): a create (upsert on
 `Sales_Connect_Id__c`, so a redelivered create never makes a second Task), an update of the
 linked Task by `Id` with only the fields that changed and won their claims, or a delete. A
 batch of one is written with single calls; a backlog goes out as sObject Collections of up to
-200 records, each record's result deciding its message's outcome, so the org is called a few
-times per thousand changes instead of once per change.
+200 records, five of them in one Composite call (one API call for up to 1,000 records), each
+record's result deciding its message's outcome, so the org is called a few times per thousand
+changes instead of once per change.
 
 Before an update, the Task's current values are compared with the last known ones: a value
 that differs is a change made in Salesforce that no message has brought yet, and the message
 waits for it (a retry) so the two are ordered by their stamps. Single writes learn that from
-`If-Unmodified-Since` (a 412 costs one read); collections read the batch's Tasks in one query.
+`If-Unmodified-Since` (a 412 costs one read); collections read the batch's Tasks in one call.
 Salesforce dates that check to the second, so a Task's stamp vouches for its values only once
 read after that second has passed (`SalesforceTask.settled`): a Task changed within the last
 second is read again once its second is over (single writes; a collection hands such Tasks to
@@ -39,7 +40,7 @@ from bridge.mapping import SALESFORCE_FIELD, salesforce_values
 from bridge.messaging import APPLIED, SKIPPED, Delivery, Outcome
 from bridge.salesconnect.client import SalesConnectClient, SalesConnectTask, SyncUser
 from bridge.salesforce.tasks import (
-    COLLECTION_LIMIT,
+    BULK_LIMIT,
     EXTERNAL_ID_FIELD,
     RecordChangedError,
     RecordResult,
@@ -655,8 +656,8 @@ def _rounds(changes: Sequence[TaskChange]) -> list[list[int]]:
 
 
 def _chunks(plans: Sequence[P]) -> Iterable[Sequence[P]]:
-    for start in range(0, len(plans), COLLECTION_LIMIT):
-        yield plans[start : start + COLLECTION_LIMIT]
+    for start in range(0, len(plans), BULK_LIMIT):
+        yield plans[start : start + BULK_LIMIT]
 
 
 def _gone(result: RecordResult) -> bool:

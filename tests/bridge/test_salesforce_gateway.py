@@ -16,7 +16,7 @@ from bridge.salesforce.session import (
     SalesforceCredentials,
     SalesforceSession,
 )
-from bridge.salesforce.tasks import RecordChangedError, SalesforceTaskGateway
+from bridge.salesforce.tasks import BULK_LIMIT, RecordChangedError, SalesforceTaskGateway
 from tests.support.emulator import EmulatorProcess
 
 
@@ -144,6 +144,34 @@ def test_collections_write_many_with_per_record_results(
     current = gateway.tasks_by_id(ids)
     assert {task.is_deleted for task in current.values()} == {True}
     assert {task.priority for task in current.values()} == {"High"}
+
+
+def test_a_thousand_records_go_in_one_api_call_each_way(
+    emulator: EmulatorProcess, gateway: SalesforceTaskGateway
+) -> None:
+    owner = emulator.sales_rep.id
+    records: list[dict[str, object]] = [
+        {"Sales_Connect_Id__c": f"tsk_k{n}", "Subject": f"k{n}", "OwnerId": owner}
+        for n in range(BULK_LIMIT)
+    ]
+    records[700]["Subject"] = "x" * 256  # one bad record fails alone
+    emulator.admin.clear_stats()
+    results = gateway.upsert_many(records)
+    assert [n for n, r in enumerate(results) if not r.success] == [700]
+    assert results[700].errors[0].status_code == "STRING_TOO_LONG"
+    ids = [str(r.id) for r in results if r.success]
+    current = gateway.tasks_by_id(ids)
+    assert len(current) == BULK_LIMIT - 1
+    assert current[ids[999 - 1]].subject == "k999"
+    updated = gateway.update_many([{"Id": task_id, "Priority": "High"} for task_id in ids])
+    assert all(r.success for r in updated)
+    deleted = gateway.delete_many(ids)
+    assert all(r.success for r in deleted)
+    stats = emulator.admin.stats()["by_client"]["tasksync"]
+    assert stats["by_resource"] == {"composite": {"POST": 4}}
+    assert stats["records_written"] == {"create": 999, "delete": 999, "update": 999}
+    with pytest.raises(ValueError, match="1 to 1000"):
+        gateway.update_many([{"Id": ids[0]}] * (BULK_LIMIT + 1))
 
 
 def test_query_follows_pages(emulator: EmulatorProcess, gateway: SalesforceTaskGateway) -> None:

@@ -71,6 +71,7 @@ from workers.operations import operations_options, protect_secrets
             "https://h/services/data/v62.0/composite/sobjects/Task/Sales_Connect_Id__c",
             "composite/sobjects/Task/Sales_Connect_Id__c",
         ),
+        ("https://h/services/data/v62.0/composite", "composite"),
         ("https://h/services/data/v62.0/limits", "limits"),
         ("https://h/elsewhere", "other"),
     ],
