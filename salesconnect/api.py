@@ -588,24 +588,11 @@ class JsonApi:
         data = load(api_schemas.SalesforceLinksSchema(), body)
 
         def work(transaction: WriteTransaction) -> WriteResult:
-            results = []
-            for link in data["links"]:
-                edit = TaskEdit(salesforce_task_id=link["salesforce_task_id"])
-                task_id = link["task_id"]
-                try:
-                    before = task_store.get_task(
-                        transaction.connection, task_id, include_deleted=True
-                    )
-                    task = task_store.update_task(transaction, task_id, edit, origin)
-                except NotFoundError:
-                    results.append({"task_id": task_id, "status": "not_found", "version": None})
-                    continue
-                except ConflictError as exc:
-                    status = "deleted" if exc.code == "task_deleted" else "conflict"
-                    results.append({"task_id": task_id, "status": status, "version": None})
-                    continue
-                status = "unchanged" if task.version == before.version else "linked"
-                results.append({"task_id": task_id, "status": status, "version": task.version})
+            links = [(link["task_id"], link["salesforce_task_id"]) for link in data["links"]]
+            results = [
+                {"task_id": task_id, "status": status, "version": version}
+                for task_id, status, version in task_store.link_tasks(transaction, links)
+            ]
             return WriteResult(200, {"results": results})
 
         return await self._write(request, body, work)

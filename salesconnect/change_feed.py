@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 import sqlalchemy as sa
@@ -26,7 +26,7 @@ from sqlalchemy.engine import Connection
 
 from salesconnect import tables
 from salesconnect.database import WriteTransaction
-from salesconnect.model import Change, ChangeOp, ChangeOrigin, TaskSync, Writer
+from salesconnect.model import Change, ChangeOp, ChangeOrigin, Task, TaskSync, Writer
 from salesconnect.stamps import Millis
 
 RECHECK_INTERVAL: Final = 0.05
@@ -90,6 +90,58 @@ def append_change(
     )
     transaction.changes_appended += 1
     return int(seq)
+
+
+def append_task_updates(
+    transaction: WriteTransaction,
+    entries: Sequence[tuple[Task, Mapping[str, Any]]],
+    writer: Writer,
+) -> None:
+    """`append_change` for many task updates by one writer, in their order: the sequence
+    numbers are taken together (one update of the sequence row, still the transaction's last
+    step), each owner's sync setting is read once after that, and the rows go in as one
+    statement."""
+    if not entries:
+        return
+    connection = transaction.connection
+    last = connection.execute(
+        sa.update(tables.change_sequence)
+        .where(tables.change_sequence.c.id == _SEQUENCE_ROW_ID)
+        .values(last_seq=tables.change_sequence.c.last_seq + len(entries))
+        .returning(tables.change_sequence.c.last_seq)
+    ).scalar_one()
+    owners = {task.user_id for task, _ in entries}
+    task_sync = dict(
+        connection.execute(
+            sa.select(tables.user_settings.c.user_id, tables.user_settings.c.task_sync).where(
+                tables.user_settings.c.user_id.in_(owners)
+            )
+        ).all()
+    )
+    first = int(last) - len(entries) + 1
+    connection.execute(
+        sa.insert(tables.change_outbox),
+        [
+            {
+                "seq": first + position,
+                "user_id": task.user_id,
+                "task_id": task.id,
+                "op": ChangeOp.TASK_UPDATED.value,
+                "changed": json.dumps(changed, ensure_ascii=False, separators=(",", ":")),
+                "version": task.version,
+                "occurred_at": task.updated_at,
+                "actor": writer.actor,
+                "origin": writer.origin.value,
+                "task_sync": task_sync[task.user_id],
+                "salesforce_task_id": task.salesforce_task_id,
+                "task_created_at": task.created_at,
+                "first_enabled_at": None,
+                "last_enabled_at": None,
+            }
+            for position, (task, changed) in enumerate(entries)
+        ],
+    )
+    transaction.changes_appended += len(entries)
 
 
 def _change(row: sa.Row[Any]) -> Change:

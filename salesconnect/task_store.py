@@ -9,7 +9,8 @@ millisecond; conflict resolution downstream compares these stamps.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import date
 from typing import Any, Final
 
@@ -17,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from salesconnect import tables
-from salesconnect.change_feed import append_change
+from salesconnect.change_feed import append_change, append_task_updates
 from salesconnect.database import WriteTransaction
 from salesconnect.errors import (
     ConflictError,
@@ -26,7 +27,7 @@ from salesconnect.errors import (
     PreconditionFailedError,
 )
 from salesconnect.ids import new_task_id
-from salesconnect.model import ChangeOp, ChangeOrigin, Task, Writer
+from salesconnect.model import BRIDGE_ACTOR, ChangeOp, ChangeOrigin, Task, Writer
 from salesconnect.stamps import Millis, now_ms
 from salesconnect.user_store import get_user
 from schemas.fields import format_calendar_date
@@ -302,6 +303,84 @@ def update_task(
         writer,
     )
     return task
+
+
+def link_tasks(
+    transaction: WriteTransaction, links: Sequence[tuple[str, str | None]]
+) -> list[tuple[str, str, int | None]]:
+    """The bridge links (or, with None, unlinks) many tasks to Salesforce Tasks in one go:
+    the same outcome as `update_task` of each link in order, with the reads, the updates and
+    the feed entries each done as one statement. (task id, status, version) per link; status
+    `linked`, `unchanged`, `not_found`, `deleted` or `conflict` (the Salesforce Task is linked
+    to another task)."""
+    connection = transaction.connection
+    task_ids = list(dict.fromkeys(task_id for task_id, _ in links))
+    current = {
+        row.id: _task(row)
+        for row in connection.execute(
+            sa.select(tables.tasks).where(tables.tasks.c.id.in_(task_ids)).with_for_update()
+        )
+    }
+    targets = {target for _, target in links if target is not None}
+    holders = {
+        target: task_id
+        for task_id, target in connection.execute(
+            sa.select(tables.tasks.c.id, tables.tasks.c.salesforce_task_id).where(
+                tables.tasks.c.salesforce_task_id.in_(targets)
+            )
+        )
+    }
+    results: list[tuple[str, str, int | None]] = []
+    changed: dict[str, Task] = {}
+    entries: list[tuple[Task, Mapping[str, object]]] = []
+    for task_id, target in links:
+        task = current.get(task_id)
+        if task is None:
+            results.append((task_id, "not_found", None))
+            continue
+        if task.is_deleted:
+            results.append((task_id, "deleted", None))
+            continue
+        if task.salesforce_task_id == target:
+            results.append((task_id, "unchanged", task.version))
+            continue
+        if target is not None and holders.get(target, task_id) != task_id:
+            results.append((task_id, "conflict", None))
+            continue
+        if task.salesforce_task_id is not None:
+            holders.pop(task.salesforce_task_id, None)
+        if target is not None:
+            holders[target] = task_id
+        task = replace(
+            task,
+            salesforce_task_id=target,
+            version=task.version + 1,
+            updated_at=_next_stamp(task.updated_at),
+        )
+        current[task_id] = changed[task_id] = task
+        entries.append((task, {"salesforce_task_id": target}))  # one per link made, in order
+        results.append((task_id, "linked", task.version))
+    if changed:
+        connection.execute(
+            sa.update(tables.tasks)
+            .where(tables.tasks.c.id == sa.bindparam("task_id"))
+            .values(
+                salesforce_task_id=sa.bindparam("link"),
+                version=sa.bindparam("new_version"),
+                updated_at=sa.bindparam("stamp"),
+            ),
+            [
+                {
+                    "task_id": task.id,
+                    "link": task.salesforce_task_id,
+                    "new_version": task.version,
+                    "stamp": task.updated_at,
+                }
+                for task in changed.values()
+            ],
+        )
+        append_task_updates(transaction, entries, Writer(ChangeOrigin.SALESFORCE, BRIDGE_ACTOR))
+    return results
 
 
 def delete_task(

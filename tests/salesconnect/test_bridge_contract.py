@@ -182,6 +182,42 @@ def test_the_bridge_links_many_tasks_in_one_request(
     assert [(c["task_id"], c["origin"]) for c in feed] == [(live["id"], "salesforce")]
 
 
+def test_links_in_one_request_apply_in_order(
+    salesconnect: SalesConnectClient, salesconnect_user: UserJson
+) -> None:
+    """An unlink frees a Salesforce Task for a later link in the same request, and a task
+    linked twice gets both changes, each its own version and feed entry."""
+    user_id = salesconnect_user["id"]
+    first_id, second_id = salesforce_task_id(), salesforce_task_id()
+    holder = salesconnect.as_bridge().create_task(user_id, "holder", salesforce_task_id=first_id)
+    taker = salesconnect.create_task(user_id, "taker")
+    head = salesconnect.head_seq()
+    body = {
+        "links": [
+            {"task_id": taker["id"], "salesforce_task_id": first_id},
+            {"task_id": holder["id"], "salesforce_task_id": None},
+            {"task_id": taker["id"], "salesforce_task_id": first_id},
+            {"task_id": holder["id"], "salesforce_task_id": second_id},
+        ]
+    }
+    results = salesconnect.as_bridge().request("PUT", "/api/salesforce-links", json_body=body)
+    assert [(r["task_id"], r["status"], r["version"]) for r in results.json()["results"]] == [
+        (taker["id"], "conflict", None),
+        (holder["id"], "linked", holder["version"] + 1),
+        (taker["id"], "linked", taker["version"] + 1),
+        (holder["id"], "linked", holder["version"] + 2),
+    ]
+    assert salesconnect.get_task(taker["id"])["salesforce_task_id"] == first_id
+    assert salesconnect.get_task(holder["id"])["version"] == holder["version"] + 2
+    feed = salesconnect.all_changes(head)
+    assert [(c["task_id"], c["version"], c["salesforce_task_id"]) for c in feed] == [
+        (holder["id"], holder["version"] + 1, None),
+        (taker["id"], taker["version"] + 1, first_id),
+        (holder["id"], holder["version"] + 2, second_id),
+    ]
+    assert [c["seq"] for c in feed] == list(range(head + 1, head + 4))
+
+
 def test_only_the_bridge_may_link(
     salesconnect: SalesConnectClient, salesconnect_user: UserJson
 ) -> None:
