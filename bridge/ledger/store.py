@@ -500,6 +500,15 @@ class Ledger:
                 )
             )
 
+    def forget_records(self, system: Origin, record_ids: Iterable[str]) -> None:
+        """Drop every known value of these records."""
+        fp = t.echo_fingerprints
+        with self.engine.begin() as conn:
+            for chunk in _chunks(sorted(set(record_ids))):
+                conn.execute(
+                    delete(fp).where(fp.c.system == system.value, fp.c.record_id.in_(chunk))
+                )
+
     def remember_version(
         self, system: Origin, record_id: str, modified_at: datetime, *, now: datetime | None = None
     ) -> None:

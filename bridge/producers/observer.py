@@ -36,6 +36,7 @@ from bridge.producers.known_values import DELETED_FIELD, DELETED_HASH, KnownValu
 from bridge.salesconnect.client import SyncUser
 from bridge.salesforce.tasks import SalesforceTask
 from bridge.sync.conventions import (
+    create_intent_key,
     salesforce_known_values,
     salesforce_message_id,
     stamp_claims,
@@ -147,6 +148,7 @@ class SalesforceTaskObserver:
         ids = [task.id for task, _ in relevant]
         links = self.known.links_for_salesforce(ids)
         fingerprints = self.known.fingerprints(Origin.SALESFORCE, ids)
+        self._add_create_intents(relevant, fingerprints)
         for task, user in relevant:
             try:
                 self._observe_one(
@@ -157,6 +159,26 @@ class SalesforceTaskObserver:
                 result.ignored += 1
         self.known.ledger.claim_fields_many(stamp_claims(result.changes))
         return result
+
+    def _add_create_intents(
+        self,
+        relevant: Sequence[tuple[SalesforceTask, SyncUser]],
+        fingerprints: dict[str, dict[str, str]],
+    ) -> None:
+        """A Task the bridge created whose values it never recorded (the applier was stopped
+        between the create and recording it) is known by the values it meant to create."""
+        intents = {
+            task.id: create_intent_key(salesconnect_task_id)
+            for task, _ in relevant
+            if task.id not in fingerprints
+            and (salesconnect_task_id := _bridge_task_id(task)) is not None
+        }
+        if not intents:
+            return
+        found = self.known.fingerprints(Origin.SALESFORCE, intents.values())
+        for task_id, key in intents.items():
+            if key in found:
+                fingerprints[task_id] = found[key]
 
     def _observe_one(
         self,

@@ -68,6 +68,15 @@ def unpaired_stamp_key(salesforce_task_id: str) -> str:
     return f"salesforce:{salesforce_task_id}"
 
 
+def create_intent_key(salesconnect_task_id: str) -> str:
+    """The record id under which the to-salesforce applier keeps the values of a Task it is
+    about to create, before it knows the Task's id: if it is killed after Salesforce made the
+    Task but before it recorded the Task's values, the producers take these for the known
+    values of the Task whose `Sales_Connect_Id__c` names this task, so the bridge's own create
+    is not published back as a Salesforce change."""
+    return f"create:{salesconnect_task_id}"
+
+
 def salesforce_known_values(values: Mapping[str, object]) -> dict[str, object]:
     """The mapped Task fields, raw, as Salesforce returns them (blank text is null there)."""
     return {

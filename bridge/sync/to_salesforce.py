@@ -50,6 +50,7 @@ from bridge.salesforce.tasks import (
 from bridge.sync.conventions import (
     DELETED_FIELD,
     EXISTENCE_FIELD,
+    create_intent_key,
     created_too_late,
     existence_won,
     salesforce_known_values,
@@ -312,6 +313,16 @@ class SalesforceTaskApplier:
                     outcomes[plan.index] = self._failed(plan.change, exc)
 
     def _create(self, plans: list[_Create], outcomes: list[Outcome | None], *, bulk: bool) -> None:
+        self.ledger.record_known(
+            [
+                KnownRecord(
+                    Origin.SALESFORCE,
+                    create_intent_key(plan.salesconnect_task_id),
+                    _created_values(plan),
+                )
+                for plan in plans
+            ]
+        )
         created: list[tuple[_Create, str]] = []
         for chunk in _chunks(plans) if bulk else [[plan] for plan in plans]:
             if bulk:
@@ -349,13 +360,13 @@ class SalesforceTaskApplier:
         )
         self.ledger.record_known(
             [
-                KnownRecord(
-                    Origin.SALESFORCE,
-                    salesforce_id,
-                    {**salesforce_known_values(plan.body), DELETED_FIELD: False},
-                )
+                KnownRecord(Origin.SALESFORCE, salesforce_id, _created_values(plan))
                 for plan, salesforce_id in created
             ]
+        )
+        self.ledger.forget_records(
+            Origin.SALESFORCE,
+            [create_intent_key(plan.salesconnect_task_id) for plan, _ in created],
         )
         # The Command Center marks linked tasks as synced: one request for the whole batch.
         self.salesconnect.set_salesforce_links(
@@ -618,6 +629,11 @@ class SalesforceTaskApplier:
             except Exception:
                 log.exception("could not show the sync error on the Settings page")
         return Outcome.failed(exc)
+
+
+def _created_values(plan: _Create) -> dict[str, object]:
+    """What Salesforce holds of a Task once this create made it."""
+    return {**salesforce_known_values(plan.body), DELETED_FIELD: False}
 
 
 def _creates(item: _Pending) -> bool:

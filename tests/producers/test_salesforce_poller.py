@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 from simple_salesforce.api import Salesforce
 
-from bridge.ledger import Ledger, TaskLink
+from bridge.ledger import KnownRecord, Ledger, TaskLink
 from bridge.messaging import Direction
 from bridge.producers.deleted import earliest_start
 from bridge.producers.salesforce import DELETED_CURSOR, POLL_CURSOR, PollCursor
-from bridge.sync.conventions import salesforce_message_id
+from bridge.sync.conventions import create_intent_key, salesforce_message_id
 from schemas.fields import format_utc_stamp, parse_utc_stamp
 from schemas.task_change import Op, Origin, TaskChange, TaskPriority, TaskStatus
 from tests.producers.support import (
@@ -254,6 +254,43 @@ def test_polls_changes_without_notifications_and_publishes_each_once(world: Poll
         }
         world.wait_for_polls(2)
         assert len(world.published.collect()) == 5
+
+
+def test_a_create_the_bridge_never_recorded_is_known_by_its_intent(world: PollWorld) -> None:
+    """The to-salesforce applier killed between Salesforce creating a Task and recording its
+    values: the poller takes the values the applier meant to create as known, so the create is
+    not published back; a person's later edit still is, alone."""
+    world.users.update_settings(world.user_id, task_sync="on")
+    salesconnect_id = f"tsk_{uuid.uuid4().hex}"
+    values = {
+        "Subject": "Created by the bridge",
+        "Status": "Not Started",
+        "Priority": "Normal",
+        "ActivityDate": None,
+        "Description": None,
+        "IsDeleted": False,
+    }
+    with world.ledger() as ledger:
+        ledger.record_known(
+            [KnownRecord(Origin.SALESFORCE, create_intent_key(salesconnect_id), values)]
+        )
+    bridge = world.emulator.salesforce("integration", client="tasksync")
+    task = str(
+        bridge.Task.upsert(
+            f"Sales_Connect_Id__c/{salesconnect_id}",
+            {"Subject": "Created by the bridge", "OwnerId": world.rep_user.id},
+        )
+        and bridge.query(f"SELECT Id FROM Task WHERE Sales_Connect_Id__c = '{salesconnect_id}'")[
+            "records"
+        ][0]["Id"]
+    )
+    with world.poller("--overlap", "30", "--settle", "0.5"):
+        world.wait_for_polls(3)
+        assert world.published.collect() == []
+        world.rep.Task.update(task, {"Status": "Completed"})
+        (edit,) = world.published.wait_for_task(task_of, task)
+        assert edit.change.changed.present() == {"status": TaskStatus.COMPLETED}
+        assert edit.change.record.salesconnect_task_id == salesconnect_id
 
 
 def test_rows_sharing_the_cursor_stamp_or_committed_late_are_not_skipped(

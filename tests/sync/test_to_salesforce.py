@@ -8,7 +8,7 @@ import pytest
 
 from bridge.errors import ErrorKind, classify
 from bridge.messaging import APPLIED, SKIPPED, OutcomeKind
-from bridge.sync.conventions import salesforce_known_values
+from bridge.sync.conventions import create_intent_key, salesforce_known_values
 from bridge.sync.to_salesconnect import SalesConnectTaskApplier
 from bridge.sync.to_salesforce import SalesforceTaskApplier
 from schemas.task_change import Op, Origin, TaskChange, TaskPriority, TaskStatus
@@ -131,6 +131,9 @@ def test_a_backlog_goes_out_in_collections(
     creates = [delivery(change_of(world, t, name=str(t["name"]))) for t in tasks]
     assert applier(creates) == [APPLIED] * 5
     assert world.bridge_calls() == 1
+    # The values it meant to create were kept until the Tasks' own were recorded, then dropped.
+    intents = [create_intent_key(str(task["id"])) for task in tasks]
+    assert world.ledger.fingerprints(Origin.SALESFORCE, intents) == {}
     for task in tasks:
         sf_id = world.ledger.link_for_salesconnect(str(task["id"]))
         assert sf_id is not None
