@@ -19,7 +19,13 @@ from bridge.messaging import (
     RetryPolicy,
     parse_shard_selection,
 )
-from bridge.messaging.consumer import DEFAULT_BATCH_SIZE, DEFAULT_PREFETCH, MAX_BATCH_SIZE
+from bridge.messaging.consumer import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_LANES,
+    DEFAULT_PREFETCH,
+    MAX_BATCH_SIZE,
+    MAX_LANES,
+)
 from bridge.observability.health import ConnectionWatch, HealthChecks, flag_check
 from bridge.observability.metrics import format_shards, watch_ledger
 from bridge.observability.salesforce import SalesforceReachability
@@ -73,6 +79,15 @@ def worker_options(command: Callable[..., Any]) -> Callable[..., Any]:
                 default=DEFAULT_PREFETCH,
                 show_default=True,
                 help="Unacknowledged messages held per shard.",
+            ),
+            click.option(
+                "--lanes",
+                type=click.IntRange(1, MAX_LANES),
+                default=DEFAULT_LANES,
+                show_default=True,
+                help="Batches applied at once, each from its own shards (a task's changes stay "
+                "in order): one batch's waiting on Salesforce, Sales Connect or the ledger "
+                "overlaps another's work. At most the number of shards consumed.",
             ),
             click.option(
                 "--max-attempts",
@@ -172,6 +187,7 @@ def _run(
             shards=shards,
             prefetch=settings["prefetch"],
             batch_size=settings["batch_size"],
+            lanes=settings["lanes"],
         ),
         handler,
         ledger,

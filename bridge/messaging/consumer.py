@@ -7,10 +7,13 @@ Threads and connections (after dramatiq's RabbitMQ broker):
   selected shard queues, keeps heartbeats flowing (`process_data_events` every 0.2 s) however
   long a handler takes, and performs every ack and nack. It reconnects after a broker restart
   with capped, jittered backoff and redeclares this direction's topology.
-* one worker thread gathers what is already buffered under the prefetch into a batch (up to
-  `batch_size`, waiting at most `linger` for more, so an idle system handles one message at
-  once and a backlog gets batches), calls the handler, and schedules the acks back onto the
-  connection thread with `add_callback_threadsafe`.
+* `lanes` worker threads each gather what is already buffered under the prefetch into a batch
+  (up to `batch_size`, waiting at most `linger` for more, so an idle system handles one message
+  at once and a backlog gets batches), call the handler, and schedule the acks back onto the
+  connection thread with `add_callback_threadsafe`. Each shard queue belongs to one lane, and
+  a shard holds every message of its tasks, so a task's changes are still applied one at a
+  time and in order while the lanes overlap one batch's waiting (Salesforce, Sales Connect,
+  the ledger) with another's work.
 * a `Publisher` (its own connection) sends retries and parked messages with confirms, before
   the original is acked.
 
@@ -76,6 +79,8 @@ MAX_BATCH_SIZE: Final = 1000
 DEFAULT_BATCH_SIZE: Final = MAX_BATCH_SIZE  # one Salesforce Composite call of 5 collections
 DEFAULT_PREFETCH: Final = 2 * DEFAULT_BATCH_SIZE  # the next batch waits while one is applied
 DEFAULT_LINGER: Final = 0.002
+DEFAULT_LANES: Final = 2
+MAX_LANES: Final = 16
 PURGE_INTERVAL: Final = 3600.0
 _POLL: Final = 0.2
 
@@ -164,6 +169,7 @@ class ConsumerSettings:
     prefetch: int = DEFAULT_PREFETCH
     batch_size: int = DEFAULT_BATCH_SIZE
     linger: float = DEFAULT_LINGER
+    lanes: int = DEFAULT_LANES
     heartbeat: int = 30
     lease_seconds: float = 30.0
     drain_timeout: float = 60.0
@@ -177,6 +183,8 @@ class ConsumerSettings:
             raise ValueError("prefetch: must be at least 1")
         if not 0 <= self.linger <= 1:
             raise ValueError("linger: must be between 0 and 1 second")
+        if not 1 <= self.lanes <= MAX_LANES:
+            raise ValueError(f"lanes: must be 1-{MAX_LANES}, not {self.lanes}")
         if self.shards is not None:
             for shard in self.shards:
                 self.topology.shard_queue(self.direction, shard)
@@ -267,14 +275,19 @@ class Consumer:
             app_id=settings.display_name,
         )
         self._stop = threading.Event()
-        self._inbox: queue.Queue[_Envelope] = queue.Queue()
+        queues = settings.queues
+        lanes = max(1, min(settings.lanes, len(queues)))
+        self._lane_of = {name: number % lanes for number, name in enumerate(queues)}
+        self._inboxes: list[queue.Queue[_Envelope]] = [queue.Queue() for _ in range(lanes)]
         self._current: _Channel | None = None
         self._channels = 0
         self._state_lock = threading.Lock()
+        self._stats_lock = threading.Lock()
         self._draining = False
-        self._idle = threading.Event()
-        self._idle.set()
-        self._batch_in_flight = threading.Event()
+        self._idle = [threading.Event() for _ in range(lanes)]
+        for idle in self._idle:
+            idle.set()
+        self._in_flight = [threading.Event() for _ in range(lanes)]
         self._renewer_stop = threading.Event()
         self._backoff = Backoff()
         self._last_purge = 0.0
@@ -292,9 +305,15 @@ class Consumer:
         if install_signal_handlers and threading.current_thread() is threading.main_thread():
             for signum in (signal.SIGTERM, signal.SIGINT):
                 previous[signum] = signal.signal(signum, self._on_signal)
-        worker = threading.Thread(target=self._work, name="tasksync batch worker", daemon=True)
+        workers = [
+            threading.Thread(
+                target=self._work, args=(lane,), name=f"tasksync batch lane {lane}", daemon=True
+            )
+            for lane in range(len(self._inboxes))
+        ]
         renewer = threading.Thread(target=self._renew_leases, name="tasksync lease", daemon=True)
-        worker.start()
+        for worker in workers:
+            worker.start()
         renewer.start()
         try:
             while not self._stop.is_set():
@@ -315,7 +334,9 @@ class Consumer:
             self._stop.set()
             with self._state_lock:
                 self._draining = True
-            worker.join(self.settings.drain_timeout)
+            deadline = time.monotonic() + self.settings.drain_timeout
+            for worker in workers:
+                worker.join(max(0.0, deadline - time.monotonic()))
             self._renewer_stop.set()
             renewer.join(1.0)
             self._requeue_inbox()
@@ -402,7 +423,9 @@ class Consumer:
             redelivered=bool(method.redelivered),
             queue=queue_name,
         )
-        self._inbox.put(_Envelope(current, method.delivery_tag, received))
+        self._inboxes[self._lane_of[queue_name]].put(
+            _Envelope(current, method.delivery_tag, received)
+        )
 
     def _drain(self, current: _Channel, consumer_tags: list[str]) -> None:
         """Stop deliveries, let the batch in hand finish and be acked, return the rest."""
@@ -411,19 +434,20 @@ class Consumer:
         with self._state_lock:
             self._draining = True
         deadline = time.monotonic() + self.settings.drain_timeout
-        while not self._idle.is_set() and time.monotonic() < deadline:
+        while not all(idle.is_set() for idle in self._idle) and time.monotonic() < deadline:
             current.connection.process_data_events(time_limit=_POLL)
         self._requeue_inbox()
         # Let the acks and nacks scheduled above go out before the connection closes.
         current.connection.process_data_events(time_limit=0)
 
     def _requeue_inbox(self) -> None:
-        while True:
-            try:
-                envelope = self._inbox.get_nowait()
-            except queue.Empty:
-                return
-            self._schedule_settle(envelope.channel, acks=[], requeues=[envelope.tag])
+        for inbox in self._inboxes:
+            while True:
+                try:
+                    envelope = inbox.get_nowait()
+                except queue.Empty:
+                    break
+                self._schedule_settle(envelope.channel, acks=[], requeues=[envelope.tag])
 
     def _schedule_settle(self, current: _Channel, *, acks: list[int], requeues: list[int]) -> None:
         if not current.alive:
@@ -460,38 +484,40 @@ class Consumer:
 
     # -- worker thread ----------------------------------------------------------------------------
 
-    def _work(self) -> None:
+    def _work(self, lane: int) -> None:
+        idle = self._idle[lane]
         while True:
-            envelopes = self._gather()
+            envelopes = self._gather(self._inboxes[lane])
             with self._state_lock:
                 if self._draining or self._stop.is_set():
                     for envelope in envelopes:
                         self._schedule_settle(envelope.channel, acks=[], requeues=[envelope.tag])
                     return
                 if envelopes:
-                    self._idle.clear()
+                    idle.clear()
             if not envelopes:
-                self._purge_old_processed()
+                if lane == 0:
+                    self._purge_old_processed()
                 continue
             try:
-                self._process([e for e in envelopes if e.channel.alive])
+                self._process([e for e in envelopes if e.channel.alive], lane)
             except Exception:
                 log.exception("batch failed unexpectedly; its messages will be redelivered")
                 for envelope in envelopes:
                     self._schedule_settle(envelope.channel, acks=[], requeues=[envelope.tag])
             finally:
-                self._idle.set()
+                idle.set()
 
-    def _gather(self) -> list[_Envelope]:
+    def _gather(self, inbox: queue.Queue[_Envelope]) -> list[_Envelope]:
         try:
-            batch = [self._inbox.get(timeout=_POLL)]
+            batch = [inbox.get(timeout=_POLL)]
         except queue.Empty:
             return []
         size, linger = self.settings.batch_size, self.settings.linger
         deadline: float | None = None
         while len(batch) < size:
             try:
-                batch.append(self._inbox.get_nowait())
+                batch.append(inbox.get_nowait())
                 continue
             except queue.Empty:
                 pass
@@ -503,12 +529,12 @@ class Consumer:
             if remaining <= 0:
                 break
             try:
-                batch.append(self._inbox.get(timeout=remaining))
+                batch.append(inbox.get(timeout=remaining))
             except queue.Empty:
                 break
         return batch
 
-    def _process(self, envelopes: list[_Envelope]) -> None:
+    def _process(self, envelopes: list[_Envelope], lane: int = 0) -> None:
         if not envelopes:
             return
         started = time.monotonic()
@@ -550,11 +576,11 @@ class Consumer:
                     self._defer(item, now)
                 else:
                     to_handle.append(item)
-            self._batch_in_flight.set()
+            self._in_flight[lane].set()
             try:
                 self._handle(to_handle, now)
             finally:
-                self._batch_in_flight.clear()
+                self._in_flight[lane].clear()
             processed = [
                 ProcessedMessage(
                     message_id=item.delivery.message_id,
@@ -772,6 +798,15 @@ class Consumer:
                 return None
 
     def _count(self, items: list[_Item], started: float) -> None:
+        with self._stats_lock:
+            self._count_locked(items)
+        record_batch(
+            self.settings.direction.value,
+            [_handled(item) for item in items],
+            time.monotonic() - started,
+        )
+
+    def _count_locked(self, items: list[_Item]) -> None:
         stats = self.stats
         stats.batches += 1
         for item in items:
@@ -791,16 +826,11 @@ class Consumer:
                 stats.deferred += 1
             elif item.route == "parked":
                 stats.parked += 1
-        record_batch(
-            self.settings.direction.value,
-            [_handled(item) for item in items],
-            time.monotonic() - started,
-        )
 
     def _renew_leases(self) -> None:
         interval = max(0.5, self.settings.lease_seconds / 3)
         while not self._renewer_stop.wait(interval):
-            if self._batch_in_flight.is_set():
+            if any(in_flight.is_set() for in_flight in self._in_flight):
                 try:
                     self.ledger.renew_leases(self.holder, self.settings.lease_seconds)
                 except Exception as exc:

@@ -110,7 +110,9 @@ class RecordingHandler:
         self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
 
     def __call__(self, batch: Sequence[Delivery]) -> list[Outcome]:
-        batch_id = uuid.uuid4().hex
+        # "<lane>-<random>": the consumer's lane thread is named "... lane N".
+        lane = threading.current_thread().name.rpartition(" ")[2]
+        batch_id = f"{lane}-{uuid.uuid4().hex[:24]}"
         return [self.apply(delivery, batch_id, len(batch)) for delivery in batch]
 
     def apply(self, delivery: Delivery, batch_id: str, batch_size: int) -> Outcome:
