@@ -21,7 +21,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from salesforce_emulator.errors import ApiError
 from salesforce_emulator.http_server import Request, Response
-from salesforce_emulator.records import parse_json_body
+from salesforce_emulator.records import all_or_none_flag, parse_json_body
 
 MAX_SUBREQUESTS: Final = 25
 MAX_QUERIES_AND_COLLECTIONS: Final = 5
@@ -81,13 +81,7 @@ def parse(raw: bytes) -> tuple[bool, list[Subrequest]]:
     document, _ = parse_json_body(raw)
     if not isinstance(document, Mapping) or not isinstance(document.get("compositeRequest"), list):
         raise invalid('The request body must be {"compositeRequest": [<subrequest>, ...]}')
-    all_or_none = document.get("allOrNone", False)
-    if not isinstance(all_or_none, bool):
-        raise ApiError(
-            400,
-            "JSON_PARSER_ERROR",
-            f"Cannot deserialize instance of boolean from value {all_or_none} (allOrNone)",
-        )
+    all_or_none = all_or_none_flag(document)
     items = document["compositeRequest"]
     if not items:
         raise invalid("compositeRequest: at least one subrequest is required")

@@ -57,6 +57,17 @@ def parse_json_body(raw: bytes) -> tuple[Any, str]:
         ) from None
 
 
+def all_or_none_flag(document: Mapping[str, Any]) -> bool:
+    """A body's `allOrNone` (false when absent); anything but a boolean is refused as
+    Salesforce's JSON parser refuses it."""
+    value = document.get("allOrNone", False)
+    if not isinstance(value, bool):
+        raise json_parser_error(
+            f"Cannot deserialize instance of boolean from value {value} (allOrNone)"
+        )
+    return value
+
+
 def _location(text: str, key: str) -> str:
     """`[line:L, column:C]` of the value of `key` in the raw body, as Jackson reports it."""
     lowered = text.lower()

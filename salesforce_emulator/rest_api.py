@@ -18,7 +18,7 @@ from salesforce_emulator.errors import ApiError, not_found, record_error
 from salesforce_emulator.faults import FaultPlan
 from salesforce_emulator.http_server import Request, Response
 from salesforce_emulator.org import Actor, Org
-from salesforce_emulator.records import parse_json_body
+from salesforce_emulator.records import all_or_none_flag, parse_json_body
 from salesforce_emulator.replies import api_error_reply, json_reply, no_content
 from salesforce_emulator.sobjects import (
     EXTERNAL_ID_FIELD,
@@ -465,13 +465,7 @@ class RestApi:
                 "JSON_PARSER_ERROR",
                 'The request body must be {"allOrNone": <boolean>, "records": [<sObject>, ...]}',
             )
-        all_or_none = document.get("allOrNone", False)
-        if not isinstance(all_or_none, bool):
-            raise ApiError(
-                400,
-                "JSON_PARSER_ERROR",
-                f"Cannot deserialize instance of boolean from value {all_or_none} (allOrNone)",
-            )
+        all_or_none = all_or_none_flag(document)
         records = document["records"]
         if len(records) > MAX_COLLECTION_RECORDS:
             raise _too_many()
