@@ -42,35 +42,38 @@ WAIT: Final = 20.0
 # -- the whole system at rest ------------------------------------------------------------------
 
 
-def busy_queues(system: RunningSystem) -> dict[str, tuple[int, int]]:
-    """Queues of the system's vhost holding messages (ready, unacknowledged), parking aside."""
-    assert system.vhost is not None
+def _rabbitmqctl(*args: str) -> list[list[str]]:
     rabbitmqctl = shutil.which("rabbitmqctl") or "/usr/sbin/rabbitmqctl"
     result = subprocess.run(
-        [
-            rabbitmqctl,
-            "list_queues",
-            "-p",
-            system.vhost.name,
-            "name",
-            "messages_ready",
-            "messages_unacknowledged",
-            "--no-table-headers",
-            "--silent",
-        ],
+        [rabbitmqctl, *args, "--no-table-headers", "--silent"],
         capture_output=True,
         text=True,
         timeout=30,
         check=True,
     )
+    return [line.split("\t") for line in result.stdout.splitlines() if line.strip()]
+
+
+def busy_queues(system: RunningSystem) -> dict[str, tuple[int, int]]:
+    """Queues of the system's vhost holding messages (ready, unacknowledged), parking aside,
+    and channels holding unacknowledged messages (as `channel <name>`: (0, unacknowledged)).
+
+    The channels are asked too because a quorum queue's counts are its last published metrics
+    (refreshed every few seconds): a worker can hold a batch while its queue still says 0."""
+    assert system.vhost is not None
+    vhost = system.vhost.name
     busy: dict[str, tuple[int, int]] = {}
-    for line in result.stdout.splitlines():
-        parts = line.split()
+    for parts in _rabbitmqctl(
+        "list_queues", "-p", vhost, "name", "messages_ready", "messages_unacknowledged"
+    ):
         if len(parts) != 3 or parts[0] == PARKED_QUEUE:
             continue
         ready, unacked = int(parts[1]), int(parts[2])
         if ready or unacked:
             busy[parts[0]] = (ready, unacked)
+    for parts in _rabbitmqctl("list_channels", "vhost", "name", "messages_unacknowledged"):
+        if len(parts) == 3 and parts[0] == vhost and int(parts[2]):
+            busy[f"channel {parts[1]}"] = (0, int(parts[2]))
     return busy
 
 
