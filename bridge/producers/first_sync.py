@@ -172,7 +172,9 @@ class FirstSync:
         )
         published = 0
         for chunk in chunks(self.gateway.tasks(where)):
-            published += self._publish(self.observer.observe(chunk, owners=self._owners(user)))
+            published += self._publish(
+                self.observer.observe(chunk, owners=self._owners(user), imports=True)
+            )
         return published
 
     def _apply_deletes(self, user: SyncUser) -> int:

@@ -122,16 +122,24 @@ class SalesforceTaskObserver:
     # -- observing ----------------------------------------------------------------------------
 
     def observe(
-        self, tasks: Iterable[SalesforceTask], *, owners: Mapping[str, SyncUser] | None = None
+        self,
+        tasks: Iterable[SalesforceTask],
+        *,
+        owners: Mapping[str, SyncUser] | None = None,
+        imports: bool = False,
     ) -> Observation:
         """Messages for these rows. `owners` (keyed by `salesforce_id_key`) overrides the
-        directory, for a first sync of one user."""
+        directory, for a first sync of one user. With `imports` (a first sync's import) a row
+        that is not linked is imported even when its values are known: they were seen while
+        the owner did not sync (an observer whose list of synced users was a moment old), so
+        nothing was applied; such a re-import gets a message id of its own, since the earlier
+        one was recorded as processed (skipped)."""
         result = Observation()
         relevant: list[tuple[SalesforceTask, SyncUser]] = []
         for task in tasks:
             with self._seen_lock:
                 seen = self._seen.get(task.id)
-            if seen == task.system_modstamp:
+            if seen == task.system_modstamp and not imports:
                 result.ignored += 1
                 continue
             user = (
@@ -152,7 +160,12 @@ class SalesforceTaskObserver:
         for task, user in relevant:
             try:
                 self._observe_one(
-                    task, user, links.get(task.id), fingerprints.get(task.id, {}), result
+                    task,
+                    user,
+                    links.get(task.id),
+                    fingerprints.get(task.id, {}),
+                    result,
+                    imports=imports,
                 )
             except MappingError as exc:
                 log.warning("Task %s cannot be carried to Sales Connect: %s", task.id, exc)
@@ -187,6 +200,8 @@ class SalesforceTaskObserver:
         link: TaskLink | None,
         known: Mapping[str, str],
         result: Observation,
+        *,
+        imports: bool = False,
     ) -> None:
         salesconnect_task_id = link.salesconnect_task_id if link else _bridge_task_id(task)
         known_deleted = known.get(DELETED_FIELD) == DELETED_HASH
@@ -211,7 +226,8 @@ class SalesforceTaskObserver:
             {**values, DELETED_FIELD: False},
             _version(task),
         )
-        importing = salesconnect_task_id is None and not known_fields
+        importing = salesconnect_task_id is None and (not known_fields or imports)
+        reimport = importing and bool(known_fields)
         if known_deleted:
             op, changed = Op.UNDELETE, neutral_from_salesforce(task.values(), importing=importing)
         elif importing:
@@ -236,7 +252,9 @@ class SalesforceTaskObserver:
                 result.observed.append(remembered)
                 result.seen[task.id] = task.system_modstamp
                 return
-        result.changes.append(self._change(task, user, op, changed, salesconnect_task_id))
+        result.changes.append(
+            self._change(task, user, op, changed, salesconnect_task_id, reimport=reimport)
+        )
         result.observed.append(remembered)
         result.seen[task.id] = task.system_modstamp
 
@@ -252,8 +270,11 @@ class SalesforceTaskObserver:
         op: Op,
         changed: ChangedFields,
         salesconnect_task_id: str | None,
+        *,
+        reimport: bool = False,
     ) -> TaskChange:
-        message_id = salesforce_message_id(task.id, op.value, task.system_modstamp)
+        kind = f"{op.value}:reimport" if reimport else op.value
+        message_id = salesforce_message_id(task.id, kind, task.system_modstamp)
         return TaskChange(
             message_id=message_id,
             origin=Origin.SALESFORCE,

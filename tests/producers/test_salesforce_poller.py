@@ -17,7 +17,11 @@ from bridge.ledger import KnownRecord, Ledger, TaskLink
 from bridge.messaging import Direction
 from bridge.producers.deleted import earliest_start
 from bridge.producers.salesforce import DELETED_CURSOR, POLL_CURSOR, PollCursor
-from bridge.sync.conventions import create_intent_key, salesforce_message_id
+from bridge.sync.conventions import (
+    create_intent_key,
+    salesforce_known_values,
+    salesforce_message_id,
+)
 from schemas.fields import format_utc_stamp, parse_utc_stamp
 from schemas.task_change import Op, Origin, TaskChange, TaskPriority, TaskStatus
 from tests.producers.support import (
@@ -174,9 +178,13 @@ def test_first_sync_imports_the_last_24_hours_and_a_re_enable_applies_recent_del
         with world.ledger() as ledger:
             cursor = ledger.cursor(f"first-sync:{world.user_id}")
             assert cursor is not None and cursor.value == enabled["last_enabled_at"]
-            # The applier would have created and linked the Sales Connect task.
+            # The applier would have created and linked the Sales Connect tasks (an unlinked one
+            # is imported again by the next first sync: its import may never have been applied).
             ledger.link(
                 TaskLink("tsk_recent0000000000000000000", recent, world.user_id, world.rep_user.id)
+            )
+            ledger.link(
+                TaskLink("tsk_dayold0000000000000000000", day_old, world.user_id, world.rep_user.id)
             )
 
         world.users.update_settings(world.user_id, task_sync="off")
@@ -199,6 +207,35 @@ def test_first_sync_imports_the_last_24_hours_and_a_re_enable_applies_recent_del
         assert delete.record.salesconnect_task_id == "tsk_recent0000000000000000000"
         world.wait_for_polls(2)
         assert len(world.published.collect()) == 3
+
+
+def test_the_first_sync_imports_a_task_seen_while_its_owner_did_not_sync(
+    world: PollWorld,
+) -> None:
+    """An observer whose list of synced users was a moment old published a Task while its owner
+    did not sync (the worker skipped it) and remembered its values: turning sync on still
+    imports it, under a message id the skipped one did not use."""
+    task = world.create("Seen too early", Priority="High")
+    row = world.rep.Task.get(task)
+    with world.ledger() as ledger:
+        ledger.record_known(
+            [
+                KnownRecord(
+                    Origin.SALESFORCE,
+                    task,
+                    {**salesforce_known_values(row), "IsDeleted": False},
+                    parse_utc_stamp(row["LastModifiedDate"]),
+                )
+            ]
+        )
+    world.users.update_settings(world.user_id, task_sync="on")
+    with world.poller():
+        (imported,) = world.published.wait_for_task(task_of, task)
+    assert imported.change.op is Op.UPSERT
+    assert imported.change.changed.name == "Seen too early"
+    assert imported.change.changed.priority is TaskPriority.HIGH
+    skipped_id = salesforce_message_id(task, "upsert", parse_utc_stamp(row["SystemModstamp"]))
+    assert imported.change.message_id != skipped_id
 
 
 def test_polls_changes_without_notifications_and_publishes_each_once(world: PollWorld) -> None:
