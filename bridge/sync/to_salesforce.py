@@ -373,9 +373,14 @@ class SalesforceTaskApplier:
             [(plan.salesconnect_task_id, salesforce_id) for plan, salesforce_id in created],
             idempotency_key=f"{created[0][0].change.message_id}:links",
         )
+        # One line per create when they come one at a time; a backlog's are summed up (each
+        # message still has its line in the change log, and the ledger holds every link).
+        each = log.info if len(created) == 1 else log.debug
         for plan, salesforce_id in created:
-            log.info("created Salesforce Task %s for %s", salesforce_id, plan.salesconnect_task_id)
+            each("created Salesforce Task %s for %s", salesforce_id, plan.salesconnect_task_id)
             outcomes[plan.index] = APPLIED
+        if len(created) > 1:
+            log.info("created %d Salesforce Tasks in one batch", len(created))
 
     def _update_each(self, plans: list[_Update], outcomes: list[Outcome | None]) -> None:
         for plan in plans:
