@@ -82,12 +82,13 @@ class SalesConnectTaskApplier:
             return SKIPPED  # a later delete or undelete of this task won
         if change.op is Op.DELETE:
             return self._delete(task, change)
-        extra: dict[str, object] = {}
         if task.is_deleted:
             if change.op is not Op.UNDELETE:
                 return SKIPPED  # a delete wins over concurrent edits
             task = self._restore(task, change)
-            extra = self._name_from_subject(user, task, change)
+        # Also when the task is live: its delete may never have been applied here (the undelete
+        # that followed it was published first and held the task's existence).
+        extra = self._name_from_subject(user, task, change) if change.op is Op.UNDELETE else {}
         return self._update(task, change, extra)
 
     def _apply_unpaired(self, user: SyncUser, change: TaskChange) -> Outcome:

@@ -198,3 +198,22 @@ def test_an_undelete_brings_the_task_back_as_salesforce_holds_it(
     assert applier([delivery(undeleted)]) == [APPLIED]
     task = world.users.get_task(sc_id)
     assert (task["deleted_at"], task["name"]) == (None, "Call Ann")
+
+
+def test_an_undelete_whose_delete_never_came_still_brings_the_subject_back(
+    world: SyncWorld, applier: SalesConnectTaskApplier
+) -> None:
+    """The delete was superseded by the undelete before it was applied (it is skipped), so the
+    task was never deleted here: the rename that lost to the delete still goes."""
+    task_id, sc_id = imported(world, applier)
+    world.users.update_task(sc_id, name="Renamed before the delete")
+    world.ledger.remember_writes(Origin.SALESCONNECT, sc_id, {"name": "Renamed before the delete"})
+    deleted = change_of(world, task_id, op=Op.DELETE, at=now(1))
+    undeleted = dataclasses.replace(
+        change_of(world, task_id, op=Op.UNDELETE, at=now(2), details=""),
+        source_values={"Subject": "Call Ann", "IsDeleted": False},
+    )
+    assert applier([delivery(undeleted)]) == [APPLIED]
+    assert applier([delivery(deleted)]) == [SKIPPED]
+    task = world.users.get_task(sc_id)
+    assert (task["deleted_at"], task["name"]) == (None, "Call Ann")
