@@ -347,6 +347,19 @@ class SalesforceTaskApplier:
         for plan, salesforce_id in created:
             if plan.replaces and plan.replaces != salesforce_id:
                 self.ledger.unlink(plan.salesconnect_task_id)
+        self.ledger.record_known(
+            [
+                KnownRecord(Origin.SALESFORCE, salesforce_id, _created_values(plan))
+                for plan, salesforce_id in created
+            ]
+        )
+        # The Command Center marks linked tasks as synced: one request for the whole batch.
+        # Before the ledger's link: a redelivered create without that link is a create again
+        # and links Sales Connect again; with it, it would be an update and never link.
+        self.salesconnect.set_salesforce_links(
+            [(plan.salesconnect_task_id, salesforce_id) for plan, salesforce_id in created],
+            idempotency_key=f"{created[0][0].change.message_id}:links",
+        )
         self.ledger.link_many(
             [
                 TaskLink(
@@ -358,20 +371,9 @@ class SalesforceTaskApplier:
                 for plan, salesforce_id in created
             ]
         )
-        self.ledger.record_known(
-            [
-                KnownRecord(Origin.SALESFORCE, salesforce_id, _created_values(plan))
-                for plan, salesforce_id in created
-            ]
-        )
         self.ledger.forget_records(
             Origin.SALESFORCE,
             [create_intent_key(plan.salesconnect_task_id) for plan, _ in created],
-        )
-        # The Command Center marks linked tasks as synced: one request for the whole batch.
-        self.salesconnect.set_salesforce_links(
-            [(plan.salesconnect_task_id, salesforce_id) for plan, salesforce_id in created],
-            idempotency_key=f"{created[0][0].change.message_id}:links",
         )
         # One line per create when they come one at a time; a backlog's are summed up (each
         # message still has its line in the change log, and the ledger holds every link).
